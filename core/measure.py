@@ -1,0 +1,285 @@
+"""Running an evaluator command under a budget, and reading its summary block."""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SECRET_ENV = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
+SUMMARY_LINE = re.compile(r"^([A-Za-z_][\w.\-]*):\s+(\S.*?)\s*$")
+GRACE_SECONDS = 5.0
+POLL_SECONDS = 0.05
+
+
+class SummaryError(ValueError):
+    """The evaluator's output breaks the summary contract (missing, duplicated or bad metric)."""
+
+
+@dataclass
+class RunResult:
+    """How one evaluator process ended. ``status``: ok, crash, timeout, interrupted."""
+
+    status: str
+    returncode: int | None
+    seconds: float
+    log_path: Path
+    reason: str | None = None
+
+    def tail(self, lines: int = 40) -> str:
+        return log_tail(self.log_path, lines)
+
+
+def log_tail(path: Path | str | None, lines: int = 40, max_bytes: int = 64_000) -> str:
+    """The last ``lines`` lines of a log file, reading at most ``max_bytes`` from its end."""
+    if not path or not Path(path).exists():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - max_bytes))
+        text = f.read().decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def parse_summary(text: str) -> dict[str, list[str]]:
+    """Every ``key: value`` line after a ``---`` line, as key -> all values seen (in order)."""
+    values: dict[str, list[str]] = {}
+    in_block = False
+    for line in text.splitlines():
+        if line.strip() == "---":
+            in_block = True
+            continue
+        match = SUMMARY_LINE.match(line) if in_block else None
+        if match:
+            values.setdefault(match.group(1), []).append(match.group(2))
+    return values
+
+
+def to_number(value: str):
+    """A summary value as int or float where it is one, else the string."""
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def read_metric(text: str, metric: str) -> tuple[float, dict]:
+    """The metric and the other keys from an evaluator's output; raises ``SummaryError``."""
+    values = parse_summary(text)
+    found = values.pop(metric, [])
+    if not found:
+        raise SummaryError(f"no '{metric}:' line after a '---' line in the output")
+    if len(found) > 1:
+        raise SummaryError(f"metric '{metric}' printed {len(found)} times")
+    number = to_number(found[0])
+    if not isinstance(number, (int, float)) or not math.isfinite(number):
+        raise SummaryError(f"metric '{metric}' is not a finite number: {found[0]!r}")
+    extras = {key: to_number(vals[-1]) for key, vals in values.items()}
+    return float(number), extras
+
+
+def clean_env(passthrough: list[str], extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The harness's environment without secrets, except those the target declares it needs."""
+    env = {k: v for k, v in os.environ.items() if k in passthrough or not SECRET_ENV.search(k)}
+    env.update(extra or {})
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def network_isolation_prefix() -> list[str]:
+    """``unshare`` arguments that run a command without network; raises where impossible."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise OSError("--no-network needs the 'unshare' command (util-linux); install it")
+    probe = subprocess.run([unshare, "--net", "--map-root-user", "true"], capture_output=True)
+    if probe.returncode != 0:
+        probe = subprocess.run([unshare, "--net", "true"], capture_output=True)
+        if probe.returncode != 0:
+            raise OSError(
+                "--no-network needs network namespaces, which this system refuses "
+                f"({probe.stderr.decode().strip() or 'unshare failed'}); run without it"
+            )
+        return [unshare, "--net"]
+    return [unshare, "--net", "--map-root-user"]
+
+
+def _die_with_parent():
+    """In the child: SIGKILL it when the harness dies (Linux), so no evaluator outlives a kill -9."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def group_rss_bytes(pgid: int) -> int:
+    """Resident memory of every process in a process group (Linux /proc)."""
+    total = 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # field 5 of stat: pgrp
+                total += int(fields[21]) * page  # field 24: rss in pages
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def kill_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
+    """TERM, then after ``grace`` seconds KILL, a whole process group."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not group_alive(pgid):
+            return
+        time.sleep(POLL_SECONDS)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie leader still "exists"; count live members instead.
+    return group_rss_bytes(pgid) > 0 or _has_members(pgid)
+
+
+def _has_members(pgid: int) -> bool:
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[2]) == pgid and fields[0] != "Z":
+                    return True
+            except (OSError, IndexError, ValueError):
+                continue
+    return False
+
+
+class Runner:
+    """Runs evaluator commands in their own process group under a deadline and limits.
+
+    One Runner serves a whole run: ``interrupt()`` (from a signal handler) stops the command in
+    flight, ``on_start`` learns each child's process group so a resumed run can reap orphans.
+    """
+
+    def __init__(
+        self,
+        memory_limit_mb: float | None = None,
+        log_limit_mb: float | None = None,
+        no_network: bool = False,
+        env_passthrough: list[str] | None = None,
+        on_start=None,
+    ):
+        self.memory_limit = memory_limit_mb * 2**20 if memory_limit_mb else None
+        self.log_limit = int(log_limit_mb * 2**20) if log_limit_mb else None
+        self.prefix = network_isolation_prefix() if no_network else []
+        self.env_passthrough = list(env_passthrough or [])
+        self.on_start = on_start
+        self.interrupted = threading.Event()
+        self.progress: tuple[float, float] | None = None  # (started, deadline) of the command
+
+    def interrupt(self) -> None:
+        self.interrupted.set()
+
+    def _limits(self):
+        _die_with_parent()
+        if self.log_limit:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.log_limit, self.log_limit))
+
+    def run(
+        self,
+        command: str | list[str],
+        cwd: Path,
+        log_path: Path,
+        deadline: float,
+        env: dict[str, str] | None = None,
+    ) -> RunResult:
+        """Run ``command`` (a shell string or argv) with output appended to ``log_path``."""
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                self.prefix + argv,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=clean_env(self.env_passthrough, env),
+                start_new_session=True,
+                preexec_fn=self._limits,
+            )
+        if self.on_start:
+            self.on_start(proc.pid)
+        self.progress = (started, started + deadline)
+        try:
+            status, reason = self._watch(proc, started + deadline)
+        finally:
+            self.progress = None
+            if self.on_start:
+                self.on_start(None)
+        seconds = time.monotonic() - started
+        if status == "ok" and proc.returncode != 0:
+            status, reason = "crash", _exit_reason(proc.returncode)
+        return RunResult(status, proc.returncode, seconds, log_path, reason)
+
+    def _watch(self, proc: subprocess.Popen, deadline: float) -> tuple[str, str | None]:
+        checked_memory = 0.0
+        while proc.poll() is None:
+            now = time.monotonic()
+            if self.interrupted.is_set():
+                return self._stop(proc, "interrupted", "stopped by the user")
+            if now > deadline:
+                return self._stop(proc, "timeout", "ran past the budget plus overhead")
+            if self.memory_limit and now - checked_memory > 0.5:
+                checked_memory = now
+                rss = group_rss_bytes(proc.pid)
+                if rss > self.memory_limit:
+                    limit_mb = self.memory_limit / 2**20
+                    return self._stop(proc, "crash", f"memory {rss / 2**20:.0f} MB > {limit_mb:.0f}")
+            time.sleep(POLL_SECONDS)
+        kill_group(proc.pid, grace=0)  # children it left behind
+        return "ok", None
+
+    def _stop(self, proc: subprocess.Popen, status: str, reason: str) -> tuple[str, str]:
+        kill_group(proc.pid)
+        proc.wait()
+        return status, reason
+
+
+def _exit_reason(returncode: int) -> str:
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        if name == "SIGXFSZ":
+            return "log file size limit reached (disk full?)"
+        return f"killed by {name}"
+    return f"exit code {returncode}"

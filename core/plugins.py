@@ -1,0 +1,82 @@
+"""The plugin manager: bundled plugins, the ``autoresearch`` entry-point group, an allow-list."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from functools import cache
+
+import pluggy
+
+from . import hookspecs
+
+DEFAULT_PLUGINS = (
+    "autoresearch.plugins.command",
+    "autoresearch.agents.mutate",
+)
+LOAD_ENV = "AUTORESEARCH_LOAD_PLUGINS"  # comma-separated allow-list; empty loads none
+TRACE_ENV = "AUTORESEARCH_TRACE_HOOKS"  # any value prints every hook call to stderr
+
+
+def build_manager() -> pluggy.PluginManager:
+    """A fresh manager with the bundled and installed plugins, filtered by the allow-list."""
+    pm = pluggy.PluginManager("autoresearch")
+    pm.add_hookspecs(hookspecs)
+    allowed = os.environ.get(LOAD_ENV)
+    allow = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
+    for name in DEFAULT_PLUGINS:
+        if allow is None or name in allow or name.rsplit(".", 1)[-1] in allow:
+            pm.register(importlib.import_module(name), name)
+    if allow is None:
+        pm.load_setuptools_entrypoints("autoresearch")
+    else:
+        for dist_name in allow - set(DEFAULT_PLUGINS):
+            pm.load_setuptools_entrypoints("autoresearch", name=dist_name)
+    pm.check_pending()
+    if os.environ.get(TRACE_ENV):
+        pm.trace.root.setwriter(sys.stderr.write)
+        pm.enable_tracing()
+    return pm
+
+
+@cache
+def get_manager() -> pluggy.PluginManager:
+    return build_manager()
+
+
+def _collect(hook) -> dict:
+    found: dict = {}
+
+    def register(cls):
+        found[cls.name] = cls
+
+    hook(register=register)
+    return dict(sorted(found.items()))
+
+
+def targets() -> dict:
+    """Registered target classes by name."""
+    return _collect(get_manager().hook.register_targets)
+
+
+def agents() -> dict:
+    """Registered agent classes by name."""
+    return _collect(get_manager().hook.register_agents)
+
+
+def describe() -> list[dict]:
+    """Every loaded plugin with its hooks and version, for ``autoresearch plugins``."""
+    pm = get_manager()
+    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    rows = []
+    for plugin in pm.get_plugins():
+        dist = dists.get(id(plugin))
+        rows.append(
+            {
+                "name": pm.get_name(plugin),
+                "hooks": sorted(h.name for h in pm.get_hookcallers(plugin) or []),
+                "version": dist.version if dist else None,
+            }
+        )
+    return sorted(rows, key=lambda r: r["name"])

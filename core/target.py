@@ -1,0 +1,100 @@
+"""The target interface: what a ratchet improves and how it is measured."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from .measure import Runner
+
+
+class ConfigError(ValueError):
+    """Bad user input in ``autoresearch.yaml`` or on the command line (one line, says what to do)."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """The scalar being ratcheted and which way is better."""
+
+    name: str
+    direction: str = "lower"
+
+    def __post_init__(self):
+        if self.direction not in ("lower", "higher"):
+            raise ConfigError(f"direction must be 'lower' or 'higher', not {self.direction!r}")
+
+    def gain(self, candidate: float, incumbent: float) -> float:
+        """Improvement of ``candidate`` over ``incumbent``: positive means better."""
+        return incumbent - candidate if self.direction == "lower" else candidate - incumbent
+
+
+@dataclass
+class Measurement:
+    """One evaluator run. ``status`` is ``ok``, ``crash``, ``timeout`` or ``interrupted``."""
+
+    status: str
+    metric: float | None = None
+    extras: dict = field(default_factory=dict)
+    reason: str | None = None
+    seconds: float = 0.0
+    log_path: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.metric is not None and math.isfinite(self.metric)
+
+
+class Target(ABC):
+    """Base class of every target plugin.
+
+    A target is built from the workspace's ``autoresearch.yaml`` (``from_config``) and scaffolds
+    new workspaces (``scaffold``). Subclasses set the class attributes and implement ``evaluate``.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    template: ClassVar[str] = "default.md"  # program template under program_templates/
+    objective: ClassVar[str] = "Improve the metric."
+
+    def __init__(
+        self,
+        metric: Metric,
+        editable: list[str],
+        protected: list[str] | None = None,
+        budget: float = 300.0,
+        overhead: float = 30.0,
+        takes_seed: bool = False,
+        env_passthrough: list[str] | None = None,
+    ):
+        self.metric = metric
+        self.editable = list(editable)  # glob patterns relative to the workspace root
+        self.protected = list(protected or [])
+        self.budget = float(budget)  # seconds of the experiment's own work
+        self.overhead = float(overhead)  # start-up/evaluation seconds added to the kill deadline
+        self.takes_seed = takes_seed  # the harness passes AUTORESEARCH_SEED to the evaluator
+        self.env_passthrough = list(env_passthrough or [])  # secrets the evaluator may see
+
+    @classmethod
+    def from_config(cls, config: dict, root: Path) -> Target:
+        """Build the target from the workspace's parsed ``autoresearch.yaml``."""
+        return cls()
+
+    @classmethod
+    def scaffold(cls, root: Path, options: dict) -> dict:
+        """Write the target's files into ``root`` (a new or existing repo).
+
+        Returns the ``autoresearch.yaml`` mapping to write (``target`` is added by the caller).
+        ``options`` holds the ``init``/``run`` command-line options that were given.
+        """
+        return {}
+
+    def prepare(self, root: Path, echo=print) -> None:
+        """One-time set-up before the first measurement (data, tokenizer, ...). Idempotent."""
+
+    @abstractmethod
+    def evaluate(self, root: Path, runner: Runner, budget: float, seed: int | None) -> Measurement:
+        """Measure the working tree at ``root`` under ``budget`` seconds using ``runner``."""
