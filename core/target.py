@@ -84,17 +84,30 @@ class Target(ABC):
         return cls()
 
     @classmethod
-    def scaffold(cls, root: Path, options: dict) -> dict:
-        """Write the target's files into ``root`` (a new or existing repo).
+    def default_config(cls, options: dict) -> dict:
+        """The ``autoresearch.yaml`` mapping a new workspace gets (``target`` is added by the caller).
 
-        Returns the ``autoresearch.yaml`` mapping to write (``target`` is added by the caller).
-        ``options`` holds the ``init``/``run`` command-line options that were given.
+        ``options`` holds the ``init``/``run``/``prepare`` options that were given (``None`` ones
+        dropped): e.g. ``data``, ``preset``, and ``-o KEY=VALUE`` pairs. Writes nothing.
         """
         return {}
 
-    def prepare(self, root: Path, echo=print) -> None:
-        """One-time set-up before the first measurement (data, tokenizer, ...). Idempotent."""
+    @classmethod
+    def scaffold(cls, root: Path, options: dict) -> dict:
+        """Write the target's files into ``root`` (a new or existing repo); return its config."""
+        return cls.default_config(options)
+
+    def prepare(self, root: Path | None, echo=print) -> None:
+        """One-time set-up before the first measurement (data, tokenizer, ...). Idempotent.
+
+        ``root`` is None when ``autoresearch prepare TARGET`` runs outside a workspace.
+        """
 
     @abstractmethod
-    def evaluate(self, root: Path, runner: Runner, budget: float, seed: int | None) -> Measurement:
-        """Measure the working tree at ``root`` under ``budget`` seconds using ``runner``."""
+    def evaluate(
+        self, root: Path, runner: Runner, budget: float, seed: int | None, log_path: Path
+    ) -> Measurement:
+        """Measure the working tree at ``root`` under ``budget`` seconds using ``runner``.
+
+        Output goes to ``log_path``; ``seed`` is harness-chosen when ``takes_seed`` (else None).
+        """
