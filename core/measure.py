@@ -34,6 +34,13 @@ class RunResult:
     seconds: float
     log_path: Path
     reason: str | None = None
+    offset: int = 0  # where this command's output starts in the (shared) log
+
+    def output(self) -> str:
+        """Everything this command wrote (earlier runs in the same log excluded)."""
+        with open(self.log_path, "rb") as log:
+            log.seek(self.offset)
+            return log.read().decode("utf-8", errors="replace")
 
     def tail(self, lines: int = 40) -> str:
         return log_tail(self.log_path, lines)
@@ -228,6 +235,7 @@ class Runner:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         with open(log_path, "ab") as log:
+            offset = log.tell()
             proc = subprocess.Popen(
                 self.prefix + argv,
                 cwd=cwd,
@@ -250,7 +258,7 @@ class Runner:
         seconds = time.monotonic() - started
         if status == "ok" and proc.returncode != 0:
             status, reason = "crash", _exit_reason(proc.returncode)
-        return RunResult(status, proc.returncode, seconds, log_path, reason)
+        return RunResult(status, proc.returncode, seconds, log_path, reason, offset)
 
     def _watch(self, proc: subprocess.Popen, deadline: float) -> tuple[str, str | None]:
         checked_memory = 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
 import sys
 from functools import cache
@@ -69,6 +70,7 @@ def describe() -> list[dict]:
     """Every loaded plugin with its hooks and version, for ``autoresearch plugins``."""
     pm = get_manager()
     dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    own_version = importlib.metadata.version("autoresearch")
     rows = []
     for plugin in pm.get_plugins():
         dist = dists.get(id(plugin))
@@ -76,7 +78,7 @@ def describe() -> list[dict]:
             {
                 "name": pm.get_name(plugin),
                 "hooks": sorted(h.name for h in pm.get_hookcallers(plugin) or []),
-                "version": dist.version if dist else None,
+                "version": dist.version if dist else own_version,
             }
         )
     return sorted(rows, key=lambda r: r["name"])

@@ -1,0 +1,93 @@
+"""The generic target: edit these files, run this command, read this metric (from YAML)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autoresearch import ConfigError, Measurement, Metric, Target, hookimpl
+from autoresearch.measure import SummaryError, read_metric
+
+FIELDS = ("edit", "protect", "run", "metric", "direction", "budget", "overhead", "seed", "env")
+
+
+def _globs(config: dict, key: str, required: bool) -> list[str]:
+    value = config.get(key) or []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"autoresearch.yaml: field '{key}' must be a list of glob patterns")
+    if required and not value:
+        raise ConfigError(f"autoresearch.yaml: field '{key}' is missing; give at least one glob (--{key})")
+    return value
+
+
+def _number(config: dict, key: str, default: float) -> float:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"autoresearch.yaml: field '{key}' must be a positive number of seconds")
+    return float(value)
+
+
+class CommandTarget(Target):
+    name = "command"
+    description = "Any git repo: edit files matching globs, run a command, read 'metric: value' after '---'."
+    in_place = True
+
+    def __init__(self, command: str, **kwargs):
+        super().__init__(**kwargs)
+        self.command = command
+
+    @classmethod
+    def from_config(cls, config: dict, root: Path) -> CommandTarget:
+        unknown = sorted(set(config) - set(FIELDS) - {"target"})
+        if unknown:
+            raise ConfigError(f"autoresearch.yaml: unknown field '{unknown[0]}'; known: {', '.join(FIELDS)}")
+        command = config.get("run")
+        if not isinstance(command, str) or not command.strip():
+            raise ConfigError("autoresearch.yaml: field 'run' is missing; set it to the evaluator command")
+        metric = config.get("metric")
+        if not isinstance(metric, str) or not metric:
+            raise ConfigError("autoresearch.yaml: field 'metric' is missing; name the key the command prints")
+        env = config.get("env") or []
+        if not isinstance(env, list):
+            raise ConfigError("autoresearch.yaml: field 'env' must be a list of variable names")
+        return cls(
+            command=command,
+            metric=Metric(metric, str(config.get("direction", "lower"))),
+            editable=_globs(config, "edit", required=True),
+            protected=_globs(config, "protect", required=False) + ["autoresearch.yaml"],
+            budget=_number(config, "budget", 60),
+            overhead=_number(config, "overhead", 10),
+            takes_seed=bool(config.get("seed", False)),
+            env_passthrough=env,
+        )
+
+    @classmethod
+    def default_config(cls, options: dict) -> dict:
+        config = {
+            "edit": list(options.get("edit") or []),
+            "protect": list(options.get("protect") or []),
+            "run": options.get("run"),
+            "metric": options.get("metric"),
+            "direction": options.get("direction") or "lower",
+            "budget": options.get("budget") or 60,
+        }
+        return {key: value for key, value in config.items() if value not in (None, [])}
+
+    def evaluate(self, root, runner, budget, seed, log_path) -> Measurement:
+        env = {"AUTORESEARCH_BUDGET": f"{budget:g}"}
+        if seed is not None:
+            env["AUTORESEARCH_SEED"] = str(seed)
+        result = runner.run(self.command, root, log_path, budget + self.overhead, env)
+        if result.status != "ok":
+            return Measurement(result.status, reason=result.reason, seconds=result.seconds)
+        try:
+            metric, extras = read_metric(result.output(), self.metric.name)
+        except SummaryError as error:
+            return Measurement("crash", reason=str(error), seconds=result.seconds)
+        return Measurement("ok", metric, extras, seconds=result.seconds)
+
+
+@hookimpl
+def register_targets(register):
+    register(CommandTarget)

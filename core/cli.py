@@ -1,0 +1,448 @@
+"""The ``autoresearch`` command line: parse, call, print."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from . import registry
+from .history import LedgerError, export_tsv, read_only
+from .target import ConfigError
+from .workspace import WorkspaceError
+from .workspaces import ledger_path, open_history, resolve
+
+USER_ERRORS = (ConfigError, WorkspaceError, LedgerError, OSError)
+
+
+class Group(click.Group):
+    """Adds plugins' commands on first use and turns user errors into one-line messages."""
+
+    plugins_loaded = False
+
+    def _load_plugin_commands(self) -> None:
+        if not self.plugins_loaded:
+            self.plugins_loaded = True
+            registry.get_manager().hook.register_commands(cli=self)
+
+    def list_commands(self, ctx):
+        self._load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        self._load_plugin_commands()
+        return super().get_command(ctx, name)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="autoresearch")
+def cli():
+    """Metric ratchets: an agent improves code against one metric; only improvements are kept."""
+
+
+def scaffold_options(f):
+    """Options a target may use when a workspace is created (``init``, ``run``, ``prepare``)."""
+    f = click.option("--data", type=click.Path(exists=True, file_okay=False), help="Local data folder.")(f)
+    f = click.option("--preset", help="Target preset (e.g. cpu, small-gpu, gpu).")(f)
+    f = click.option("-o", "--option", "extra", multiple=True, metavar="KEY=VALUE", help="Target option.")(f)
+    return f
+
+
+def collect_options(extra: tuple[str, ...], **given) -> dict:
+    options = {key: value for key, value in given.items() if value not in (None, ())}
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--option")
+        options[key] = value
+    return options
+
+
+# ---- listings
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _listing(classes: dict, as_json: bool) -> None:
+    rows = [{"name": name, "description": cls.description} for name, cls in classes.items()]
+    click.echo(json.dumps(rows, indent=2) if as_json else _table(rows, ["name", "description"]))
+
+
+@cli.command()
+def plugins():
+    """List loaded plugins as JSON (name, hooks, version)."""
+    click.echo(json.dumps(registry.describe(), indent=2))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def targets(as_json):
+    """List the registered targets."""
+    _listing(registry.targets(), as_json)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def agents(as_json):
+    """List the registered agents."""
+    _listing(registry.agents(), as_json)
+
+
+# ---- workspaces
+
+
+@cli.command()
+@click.argument("target")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.option("--edit", multiple=True, metavar="GLOB", help="Files the agent may change (command target).")
+@click.option("--protect", multiple=True, metavar="GLOB", help="Files that must never change.")
+@click.option("--run", "run_command", metavar="CMD", help="Evaluator command (command target).")
+@click.option("--metric", help="Key of the metric in the evaluator's summary (command target).")
+@click.option("--direction", type=click.Choice(["lower", "higher"]), help="Which way is better.")
+@click.option("--budget", type=float, help="Seconds per experiment.")
+@scaffold_options
+def init(target, directory, edit, protect, run_command, metric, direction, budget, data, preset, extra):
+    """Make DIRECTORY a workspace for TARGET: git init, the target's files, a first commit.
+
+    DIRECTORY defaults to ./TARGET, or to the current repository for in-place targets (command).
+    """
+    from .config import target_class
+    from .workspaces import scaffold
+
+    cls = target_class(target)
+    default = "." if getattr(cls, "in_place", False) else target
+    options = collect_options(
+        extra,
+        edit=edit,
+        protect=protect,
+        run=run_command,
+        metric=metric,
+        direction=direction,
+        budget=budget,
+        data=data,
+        preset=preset,
+    )
+    scaffold(target, Path(directory or default).resolve(), options, echo=click.echo)
+
+
+@cli.command()
+@click.argument("target", required=False)
+@scaffold_options
+def prepare(target, data, preset, extra):
+    """Prepare TARGET's data once (inside a workspace: its target and settings)."""
+    from .config import load_target, target_class
+    from .workspace import find_root
+
+    root = find_root(Path.cwd())
+    if root is not None and target is None:
+        load_target(root).prepare(root, echo=click.echo)
+        return
+    if target is None:
+        raise click.UsageError("name a target, or run this inside a workspace")
+    cls = target_class(target)
+    options = collect_options(extra, data=data, preset=preset)
+    cls.from_config({"target": target, **cls.default_config(options)}, None).prepare(None, echo=click.echo)
+
+
+@cli.command()
+@click.option("--budget", type=float, help="Seconds (default: the target's budget).")
+def check(budget):
+    """Run the evaluator once on the current tree and show what it reports (no git, no ledger)."""
+    from .config import load_target
+    from .measure import Runner
+
+    root = resolve(None, None, {})
+    target = load_target(root)
+    log = Path(tempfile.mkdtemp(prefix="autoresearch-check-")) / "check.log"
+    click.echo(f"measuring {target.name} in {root} (log: {log})")
+    started = time.monotonic()
+    seed = 0 if target.takes_seed else None
+    m = target.evaluate(
+        root, Runner(env_passthrough=target.env_passthrough), budget or target.budget, seed, log
+    )
+    click.echo(f"status: {m.status}" + (f" ({m.reason})" if m.reason else ""))
+    for key, value in m.extras.items():
+        click.echo(f"  {key}: {value}")
+    click.echo(f"{target.metric.name}: {m.metric} ({target.metric.direction} is better)")
+    click.echo(f"took {time.monotonic() - started:.1f}s")
+    if not m.ok:
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.argument("target", required=False)
+@click.option("--workspace", type=click.Path(file_okay=False), help="Workspace (default: ./TARGET).")
+@click.option("--tag", help="Run tag; the branch is autoresearch/TAG; an existing tag resumes.")
+@click.option("--agent", "agent_name", help="Agent (default: anthropic with a key, else mutate).")
+@click.option("--budget", type=float, help="Seconds per experiment (overrides the target).")
+@click.option("--max-experiments", type=int, help="Stop after N experiments (this invocation).")
+@click.option("--max-hours", type=float, help="Stop after H hours (this invocation).")
+@click.option("--max-cost", type=float, help="Stop before agent spending would exceed USD.")
+@click.option("--min-delta", type=float, default=0.0, show_default=True, help="Smallest gain kept.")
+@click.option(
+    "--accept", type=click.Choice(["strict"]), default="strict", show_default=True, help="Acceptance policy."
+)
+@click.option("--baseline-runs", type=int, default=1, show_default=True, help="Baseline measurements.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Base of harness-chosen seeds.")
+@click.option("--model", help="Model for LLM agents.")
+@click.option("--base-url", help="API base URL for LLM agents.")
+@click.option("--agent-command", help="Command for the command agent ({brief_file} is replaced).")
+@click.option("--agent-timeout", type=float, default=1800, show_default=True, help="Seconds per proposal.")
+@click.option("--max-turns", type=int, default=30, show_default=True, help="Tool turns per proposal.")
+@click.option("--memory-limit", type=float, help="MB of resident memory for the evaluator.")
+@click.option("--no-network", is_flag=True, help="Run the evaluator without network.")
+@scaffold_options
+def run(
+    target,
+    workspace,
+    tag,
+    agent_name,
+    budget,
+    max_experiments,
+    max_hours,
+    max_cost,
+    min_delta,
+    accept,
+    baseline_runs,
+    seed,
+    model,
+    base_url,
+    agent_command,
+    agent_timeout,
+    max_turns,
+    memory_limit,
+    no_network,
+    data,
+    preset,
+    extra,
+):
+    """Run the ratchet on TARGET (or the current workspace) until a limit or Ctrl-C."""
+    from .agent import AgentOptions
+    from .config import load_target
+    from .display import Display
+    from .engine import Engine, RunOptions, default_tag
+    from .workspace import Workspace
+
+    root = resolve(target, workspace, collect_options(extra, data=data, preset=preset), echo=click.echo)
+    agent_cls = _agent_class(agent_name)
+    agent = agent_cls(
+        AgentOptions(
+            model=model, base_url=base_url, command=agent_command, timeout=agent_timeout, max_turns=max_turns
+        )
+    )
+    options = RunOptions(
+        tag=tag or default_tag(),
+        budget=budget,
+        max_experiments=max_experiments,
+        max_hours=max_hours,
+        max_cost=max_cost,
+        min_delta=min_delta,
+        accept=accept,
+        baseline_runs=baseline_runs,
+        seed=seed,
+        memory_limit_mb=memory_limit,
+        no_network=no_network,
+    )
+    history = open_history(root)
+    pm = registry.get_manager()
+    engine = Engine(
+        Workspace(root),
+        load_target(root),
+        agent,
+        history,
+        options,
+        observer=lambda run, experiment: pm.hook.experiment_finished(run=run, experiment=experiment),
+    )
+    with Display() as display:
+        engine.display = display
+        engine.run()
+
+
+def _agent_class(name: str | None):
+    known = registry.agents()
+    if name is None:
+        name = "anthropic" if os.environ.get("ANTHROPIC_API_KEY") and "anthropic" in known else "mutate"
+    if name not in known:
+        raise ConfigError(f"unknown agent {name!r}; known agents: {', '.join(known)}")
+    return known[name]
+
+
+# ---- reading the ledger
+
+
+def _open_run(run_tag: str | None):
+    root = resolve(None, None, {})
+    history = open_history(root)
+    run = history.run(run_tag) if run_tag else history.latest_run()
+    if run is None:
+        raise click.ClickException(
+            f"no run {run_tag!r} in this workspace"
+            if run_tag
+            else "no run yet; start one with 'autoresearch run'"
+        )
+    return root, history, run
+
+
+LOG_KEYS = (
+    "number",
+    "status",
+    "reason",
+    "metric",
+    "description",
+    "commit",
+    "extras",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+)
+
+
+@cli.command()
+@click.option("--run", "run_tag", help="Run tag (default: the latest run).")
+@click.option(
+    "--status",
+    type=click.Choice(
+        ["baseline", "keep", "discard", "invalid", "crash", "timeout", "interrupted", "agent_error"]
+    ),
+    help="Only this status.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def log(run_tag, status, as_json):
+    """Show every experiment of a run, baseline first."""
+    _, history, run = _open_run(run_tag)
+    rows = history.experiments(run["tag"], status)
+    if as_json:
+        click.echo(json.dumps([{key: row[key] for key in LOG_KEYS} for row in rows], indent=2))
+        return
+    table = []
+    for row in rows:
+        table.append(
+            {
+                "#": row["number"],
+                "status": row["status"],
+                "metric": "" if row["metric"] is None else f"{row['metric']:.6g}",
+                "cost": "" if row["cost_usd"] is None else f"${row['cost_usd']:.4f}",
+                "commit": (row["commit"] or "")[:7],
+                "description": (
+                    (row["description"] or "")
+                    + (
+                        f" ({row['reason']})"
+                        if row["reason"] and row["status"] not in ("keep", "baseline")
+                        else ""
+                    )
+                )[:100],
+            }
+        )
+    click.echo(f"run {run['tag']} ({run['target']}, agent {run['agent']})")
+    click.echo(_table(table, ["#", "status", "metric", "cost", "commit", "description"]))
+    click.echo(f"total cost: ${history.total_cost(run['tag']):.4f}")
+
+
+@cli.command()
+@click.argument("number", type=int)
+@click.option("--run", "run_tag", help="Run tag (default: the latest run).")
+def show(number, run_tag):
+    """Show one experiment: description, metric, diff and log tail."""
+    from .measure import log_tail
+
+    _, history, run = _open_run(run_tag)
+    row = history.experiment(run["tag"], number)
+    if row is None:
+        raise click.ClickException(f"no experiment {number} in run {run['tag']}; see 'autoresearch log'")
+    click.echo(
+        f"experiment {number} of run {run['tag']}: {row['status']}"
+        + (f" ({row['reason']})" if row["reason"] else "")
+    )
+    click.echo(f"description: {row['description']}")
+    click.echo(f"metric: {row['metric']}  samples: {row['samples']}  commit: {row['commit']}")
+    for key, value in (row["extras"] or {}).items():
+        click.echo(f"  {key}: {value}")
+    if row["diff"]:
+        click.echo("\n" + row["diff"])
+    tail = log_tail(row["log_path"], 20)
+    if tail:
+        click.echo(f"\nlog tail ({row['log_path']}):\n{tail}")
+
+
+@cli.command()
+@click.option("--run", "run_tag", help="Run tag (default: the latest run).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def best(run_tag, as_json):
+    """Show the incumbent: the best kept experiment."""
+    _, history, run = _open_run(run_tag)
+    row = history.incumbent(run["tag"])
+    if row is None:
+        raise click.ClickException("no measured baseline yet")
+    if as_json:
+        click.echo(json.dumps({key: row[key] for key in LOG_KEYS}, indent=2))
+    else:
+        click.echo(
+            f"{row['metric']:.6g}  experiment {row['number']}  {(row['commit'] or '')[:7]}  "
+            f"{row['description']}"
+        )
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def sql(query, as_json):
+    """Run a read-only SQL query against the ledger."""
+    root = resolve(None, None, {})
+    open_history(root).close()  # create and migrate first
+    conn = read_only(ledger_path(root))
+    try:
+        rows = [dict(row) for row in conn.execute(query)]
+    except sqlite3.Error as error:
+        raise click.ClickException(f"SQL error: {error}") from None
+    finally:
+        conn.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif rows:
+        click.echo(_table(rows, list(rows[0])))
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["tsv"]), default="tsv", show_default=True)
+@click.option("--run", "run_tag", help="Run tag (default: the latest run).")
+def export(fmt, run_tag):
+    """Export a run in the original results.tsv layout to stdout."""
+    from .config import load_target
+
+    root, history, run = _open_run(run_tag)
+    click.echo(export_tsv(history.experiments(run["tag"]), load_target(root).metric.name), nl=False)
+
+
+@cli.command()
+@click.option("--run", "run_tag", help="Run tag (default: the latest run).")
+def brief(run_tag):
+    """Print the brief the agent would get for the next experiment."""
+    from .config import load_target
+    from .engine import Engine, RunOptions
+    from .workspace import Workspace
+
+    root, history, run = _open_run(run_tag)
+    engine = Engine(
+        Workspace(root),
+        load_target(root),
+        _agent_class("mutate")(),
+        history,
+        RunOptions(tag=run["tag"], budget=run["options"].get("budget")),
+    )
+    click.echo(engine.brief(history.next_number(run["tag"])).text)

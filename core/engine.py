@@ -1,0 +1,527 @@
+"""One experiment at a time: brief -> propose -> check -> commit -> measure -> decide -> record.
+
+Every step that changes git or the ledger is ordered so that a kill at any moment leaves both
+consistent: the ledger's ``pending`` row says which experiment was in flight, and ``resume``
+puts the tree back at the incumbent (or finishes an experiment that was already decided).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import socket
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import checks
+from .accept import POLICIES, Decision
+from .agent import Agent, AgentError, Brief, FatalAgentError
+from .brief import BriefSettings, brief_values, editable_paths, program_text, render
+from .config import check_editable
+from .display import Display
+from .history import History, now
+from .measure import Runner, kill_group, log_tail
+from .target import Measurement, Target
+from .workspace import RunLock, Workspace, WorkspaceError
+
+FAULT_ENV = "AUTORESEARCH_FAULT"  # test hook: SIGKILL ourselves at this named point
+MEASUREMENT_FAILURES = ("crash", "timeout", "interrupted")
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM: stop the experiment in flight, record it, leave the incumbent.
+
+    A BaseException, like KeyboardInterrupt, so an agent's ``except Exception`` cannot swallow it.
+    """
+
+
+class StopRun(Exception):
+    """The run must stop now (fatal agent error, ...); the message says why."""
+
+
+def fault(point: str) -> None:
+    """Die here like ``kill -9`` when the fault-injection switch names this point."""
+    if os.environ.get(FAULT_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class RunOptions:
+    tag: str
+    budget: float | None = None  # overrides the target's budget
+    max_experiments: int | None = None  # counted from this invocation
+    max_hours: float | None = None  # counted from this invocation
+    max_cost: float | None = None  # USD, counted from this invocation
+    min_delta: float = 0.0
+    accept: str = "strict"
+    baseline_runs: int = 1
+    seed: int = 0
+    memory_limit_mb: float | None = None
+    log_limit_mb: float | None = None
+    no_network: bool = False
+    brief: BriefSettings = field(default_factory=BriefSettings)
+
+
+@dataclass
+class Summary:
+    tag: str
+    experiments: int = 0
+    kept: int = 0
+    baseline: float | None = None
+    best: float | None = None
+    stopped_because: str = ""
+
+    def lines(self, metric: str) -> list[str]:
+        out = [f"run {self.tag}: {self.experiments} experiments, {self.kept} kept"]
+        if self.best is not None:
+            gained = "" if self.baseline is None else f" (baseline {self.baseline:.6g})"
+            out.append(f"best {metric}: {self.best:.6g}{gained}")
+        if self.stopped_because:
+            out.append(f"stopped: {self.stopped_because}")
+        return out
+
+
+def machine_fingerprint() -> dict:
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+
+
+class Engine:
+    """Runs one ratchet: a target, an agent, a workspace and its ledger."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        target: Target,
+        agent: Agent,
+        history: History,
+        options: RunOptions,
+        display: Display | None = None,
+        observer=None,
+    ):
+        self.ws = workspace
+        self.target = target
+        self.agent = agent
+        self.history = history
+        self.options = options
+        self.display = display or Display(live=False)
+        self.observer = observer  # callable(run, experiment) after each record
+        self.tag = options.tag
+        self.branch = f"autoresearch/{self.tag}"
+        self.budget = options.budget or target.budget
+        self.policy = POLICIES[options.accept](target.metric, options.min_delta)
+        self.runner = Runner(
+            memory_limit_mb=options.memory_limit_mb,
+            log_limit_mb=options.log_limit_mb,
+            no_network=options.no_network,
+            env_passthrough=target.env_passthrough,
+            on_start=self._evaluator_started,
+        )
+        self.logs = workspace.state_dir / "logs" / self.tag
+        self.protected_hashes: dict[str, str | None] = {}
+        self.phase = "idle"
+        self.cost = 0.0
+        self.number: int | None = None
+
+    # ---- the run
+
+    def run(self) -> Summary:
+        """Start or resume the run and loop until a limit, Ctrl-C or a fatal error."""
+        self.ws.ensure_state_dir()
+        lock = RunLock(self.ws.state_dir)
+        lock.acquire()
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        summary = Summary(self.tag)
+        try:
+            self._open_run()
+            self.target.prepare(self.ws.root, echo=self.display.say)
+            self._resume()
+            self._protect()
+            if self.history.incumbent(self.tag) is None:
+                self._baseline()
+            self._loop(summary)
+        except Interrupted:
+            summary.stopped_because = "interrupted by the user"
+        except StopRun as stop:
+            summary.stopped_because = str(stop)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.history.update_run(self.tag, ended_at=now())
+            lock.release()
+        self._summarise(summary)
+        return summary
+
+    def _open_run(self) -> None:
+        pending = self.history.pending(self.tag)
+        dirty = self.ws.dirty_paths()
+        if dirty and not (pending and self.ws.branch() == self.branch):
+            raise WorkspaceError(
+                f"tracked files have uncommitted changes ({', '.join(dirty[:3])}); commit or stash them first"
+            )
+        if self.ws.head() is None:
+            raise WorkspaceError("the repository has no commit yet; commit your files first")
+        check_editable(self.target, self.ws.tracked_files())
+        if not dirty:
+            self.ws.start_branch(self.branch)
+        if self.history.run(self.tag) is None:
+            self.history.create_run(
+                self.tag,
+                self.target.name,
+                self.agent.name,
+                {k: v for k, v in asdict(self.options).items() if k != "brief"} | {"budget": self.budget},
+                machine_fingerprint(),
+            )
+            self.display.say(f"run {self.tag}: branch {self.branch}, target {self.target.name}")
+        else:
+            self.display.say(f"resuming run {self.tag} on branch {self.branch}")
+        self.display.say(self.agent.announce())
+
+    def _resume(self) -> None:
+        """Put git back at the incumbent after a kill, finishing a decided experiment."""
+        pending = self.history.pending(self.tag)
+        if pending is None:
+            incumbent = self.history.incumbent(self.tag)
+            if incumbent and self.ws.head() != incumbent["commit"]:
+                self.ws.reset_to(incumbent["commit"])
+            return
+        state = pending["state"]
+        if state.get("pgid"):
+            kill_group(state["pgid"], grace=1)
+        self.ws.clear_stale_lock()
+        if pending["phase"] == "decided":
+            self.display.say(f"recovering experiment {pending['number']} (measured before a stop)")
+            self._finish(state["row"], state["keep"])
+            return
+        self.display.say(f"experiment {pending['number']} was cut short; running it again")
+        self.ws.reset_to(state["parent"])
+        self.history.clear_pending(self.tag)
+
+    def _protect(self) -> None:
+        tracked = self.ws.tracked_files()
+        self.protected_hashes = {
+            path: self.ws.file_sha(path) for path in tracked if checks.matches(path, self.target.protected)
+        }
+
+    def _protected_problem(self) -> str | None:
+        for path, sha in self.protected_hashes.items():
+            if self.ws.file_sha(path) != sha:
+                return f"protected file {path} changed before the measurement"
+        return None
+
+    def _loop(self, summary: Summary) -> None:
+        started = time.monotonic()
+        while True:
+            if self.runner.interrupted.is_set():
+                raise Interrupted
+            limit = self._limit_reached(summary.experiments, started)
+            if limit:
+                summary.stopped_because = limit
+                return
+            row = self._experiment(self.history.next_number(self.tag))
+            summary.experiments += 1
+            summary.kept += row["status"] == "keep"
+
+    def _limit_reached(self, done: int, started: float) -> str | None:
+        opts = self.options
+        if opts.max_experiments is not None and done >= opts.max_experiments:
+            return f"--max-experiments {opts.max_experiments} reached"
+        if opts.max_hours is not None and time.monotonic() - started >= opts.max_hours * 3600:
+            return f"--max-hours {opts.max_hours:g} reached"
+        if opts.max_cost is not None:
+            costs = [r["cost_usd"] or 0 for r in self.history.recent(self.tag, 20)]
+            next_cost = max(costs, default=0.0)
+            if self.cost + next_cost > opts.max_cost:
+                return f"--max-cost ${opts.max_cost:g} would be exceeded (spent ${self.cost:.4f})"
+        return None
+
+    # ---- baseline
+
+    def _baseline(self) -> None:
+        head = self.ws.head()
+        self.number = 0
+        self.history.set_pending(self.tag, 0, "measure", {"parent": head})
+        samples, measurement = [], None
+        started = time.monotonic()
+        for run in range(self.options.baseline_runs):
+            self._show(f"baseline {run + 1}/{self.options.baseline_runs}: measuring", clock=True)
+            measurement = self._measure(0, seed_offset=run)
+            if not measurement.ok:
+                break
+            samples.append(measurement.metric)
+        if not samples:
+            self.history.clear_pending(self.tag)
+            if measurement.status == "interrupted":
+                raise Interrupted
+            raise StopRun(
+                f"the baseline failed ({measurement.status}: {measurement.reason}); see "
+                f"{measurement.log_path} and fix the evaluator, then run again"
+            )
+        noise = statistics.stdev(samples) if len(samples) > 1 else None
+        self.history.update_run(self.tag, noise=noise)
+        row = self._row(0, head, head, "baseline", "untouched baseline", started)
+        row = self._with_measurement(row, measurement)
+        row |= {"metric": sum(samples) / len(samples), "samples": samples}
+        self._finish(row, keep=True)
+
+    # ---- one experiment
+
+    def _experiment(self, number: int) -> dict:
+        self.number = number
+        parent = self.ws.head()
+        started = time.monotonic()
+        seed = self.options.seed + number
+        self.history.set_pending(self.tag, number, "propose", {"parent": parent})
+        self._show(f"experiment {number}: {self.agent.name} is proposing")
+        row = self._row(number, parent, None, "invalid", None, started)
+        try:
+            self.phase = "propose"
+            fault("propose")
+            proposal = self.agent.propose(self.brief(seed))
+            row |= {
+                "description": proposal.description,
+                "input_tokens": proposal.input_tokens,
+                "output_tokens": proposal.output_tokens,
+                "cache_write_tokens": proposal.cache_write_tokens,
+                "cache_read_tokens": proposal.cache_read_tokens,
+                "cost_usd": proposal.cost_usd,
+            }
+            self.cost += proposal.cost_usd or 0.0
+        except Interrupted:
+            stopped = {"status": "interrupted", "reason": "stopped during the proposal"}
+            return self._discard(row | stopped, raise_after=True)
+        except FatalAgentError as error:
+            self._discard(row | {"status": "agent_error", "reason": str(error)[:500]})
+            raise StopRun(str(error)) from None
+        except Exception as error:  # AgentError, or a bug in a plugin: the loop goes on
+            reason = str(error) if isinstance(error, AgentError) else f"{type(error).__name__}: {error}"
+            return self._discard(row | {"status": "agent_error", "reason": reason[:500]})
+        finally:
+            self.phase = "check"
+        row["propose_seconds"] = time.monotonic() - started
+        fault("edited")
+        change = checks.read_change(self.ws)
+        row |= {
+            "diff": change.diff,
+            "diff_sha": change.sha,
+            "lines_added": change.added,
+            "lines_removed": change.removed,
+        }
+        reason = checks.problem(self.ws, self.target, change, self.history.has_diff(self.tag, change.sha))
+        if reason:
+            if proposal.note and not change.paths:
+                reason = f"{reason} ({proposal.note})"
+            return self._discard(row | {"status": "invalid", "reason": reason})
+        commit = self.ws.commit_files(
+            f"experiment {number}: {proposal.description or 'no description'}", change.paths
+        )
+        self.ws.keep_ref(f"refs/autoresearch/{self.tag}/attempts/{number}", commit)
+        row["commit"] = commit
+        self.history.set_pending(self.tag, number, "measure", {"parent": parent, "commit": commit})
+        fault("committed")
+        return self._measure_and_decide(row, change.simpler, seed)
+
+    def _measure_and_decide(self, row: dict, simpler: bool, seed: int) -> dict:
+        number = row["number"]
+        problem = self._protected_problem()
+        if problem:
+            return self._discard(row | {"status": "invalid", "reason": problem})
+        self._show(f"experiment {number}: measuring", clock=True)
+        measurement = self._measure(number)
+        fault("measured")
+        row = self._with_measurement(row, measurement)
+        if not measurement.ok:
+            raise_after = measurement.status == "interrupted"
+            return self._discard(row, raise_after=raise_after)
+        incumbent = self.history.incumbent(self.tag)
+        decision = self._decide(row, measurement.metric, incumbent, seed)
+        row |= {
+            "status": "keep" if decision.keep else "discard",
+            "reason": decision.reason,
+            "samples": decision.candidate,
+            "metric": sum(decision.candidate) / len(decision.candidate),
+        }
+        if decision.incumbent:
+            row["extras"] = dict(row["extras"], incumbent_samples=decision.incumbent)
+        row["total_seconds"] = time.monotonic() - row.pop("_started")
+        self.history.set_pending(
+            self.tag, number, "decided", {"parent": row["parent_commit"], "row": row, "keep": decision.keep}
+        )
+        return self._finish(row, decision.keep)
+
+    def _decide(self, row: dict, metric: float, incumbent: dict, seed: int) -> Decision:
+        extra = {"runs": 0}
+
+        def remeasure_candidate() -> float | None:
+            extra["runs"] += 1
+            m = self._measure(row["number"], seed_offset=1000 * extra["runs"])
+            return m.metric if m.ok else None
+
+        def remeasure_incumbent() -> float | None:
+            extra["runs"] += 1
+            self.ws.reset_to(row["parent_commit"])
+            try:
+                m = self._measure(row["number"], seed_offset=1000 * extra["runs"])
+            finally:
+                self.ws.reset_to(row["commit"])
+            return m.metric if m.ok else None
+
+        self._show(f"experiment {row['number']}: deciding")
+        return self.policy.decide(
+            metric,
+            list(incumbent["samples"] or [incumbent["metric"]]),
+            remeasure_candidate,
+            remeasure_incumbent,
+            simpler=row["lines_removed"] > row["lines_added"],
+        )
+
+    def _measure(self, number: int, seed_offset: int = 0) -> Measurement:
+        """Run the target's evaluator once; the log of the experiment collects every run."""
+        if self.runner.interrupted.is_set():
+            raise Interrupted
+        self.phase = "measure"
+        log_path = self.logs / f"{number}.log"
+        seed = self.options.seed + number + seed_offset if self.target.takes_seed else None
+        started = time.monotonic()
+        try:
+            measurement = self.target.evaluate(self.ws.root, self.runner, self.budget, seed, log_path)
+        except Exception as error:  # a bug in the target plugin is a crash, not the end of the run
+            measurement = Measurement("crash", reason=f"evaluator error: {type(error).__name__}: {error}")
+        finally:
+            self.phase = "check"
+        measurement.log_path = str(log_path)
+        measurement.seconds = measurement.seconds or time.monotonic() - started
+        return measurement
+
+    def _with_measurement(self, row: dict, m: Measurement) -> dict:
+        row = row | {
+            "metric": m.metric if m.ok else None,
+            "samples": [m.metric] if m.ok else [],
+            "extras": m.extras,
+            "measure_seconds": m.seconds,
+            "log_path": m.log_path,
+        }
+        if not m.ok:
+            status = m.status if m.status in MEASUREMENT_FAILURES else "crash"
+            tail = log_tail(m.log_path, 5).strip().splitlines()
+            reason = m.reason or "crashed"
+            row |= {"status": status, "reason": reason + (f": {tail[-1][:200]}" if tail else "")}
+        return row
+
+    # ---- ending an experiment
+
+    def _discard(self, row: dict, raise_after: bool = False) -> dict:
+        """Record a rejected/failed experiment and put the tree back at its parent."""
+        fault("resetting")
+        self.ws.reset_to(row["parent_commit"])
+        recorded = self._record(row)
+        if raise_after:
+            raise Interrupted
+        return recorded
+
+    def _finish(self, row: dict, keep: bool) -> dict:
+        """Apply a decision to git (idempotent, so a resumed run can repeat it) and record it."""
+        fault("resetting")
+        target_commit = row["commit"] if keep else row["parent_commit"]
+        if self.ws.head() != target_commit:
+            self.ws.reset_to(target_commit)
+        return self._record(row)
+
+    def _record(self, row: dict) -> dict:
+        row = dict(row)
+        started = row.pop("_started", None)
+        if started is not None:
+            row["total_seconds"] = time.monotonic() - started
+        recorded = self.history.record(row)
+        if self.observer:
+            self.observer(self.history.run(self.tag), recorded)
+        self._report(recorded)
+        return recorded
+
+    def _row(self, number, parent, commit, status, description, started) -> dict:
+        return {
+            "run": self.tag,
+            "number": number,
+            "status": status,
+            "parent_commit": parent,
+            "commit": commit,
+            "description": description,
+            "started_at": now(),
+            "_started": started,
+        }
+
+    # ---- brief, display, signals
+
+    def brief(self, seed: int) -> Brief:
+        tracked = self.ws.tracked_files()
+        s = self.options.brief
+        incumbent = self.history.incumbent(self.tag)
+        failures = self.history.recent(self.tag, 1, ("crash", "timeout", "invalid"))
+        values = brief_values(
+            self.ws.root,
+            self.target,
+            tracked,
+            self.history.recent(self.tag, s.history),
+            self.history.recent(self.tag, s.discarded, ("discard",)),
+            incumbent,
+            failures[0] if failures else None,
+            self.budget,
+            (self.history.run(self.tag) or {}).get("noise"),
+            s,
+        )
+        last = self.history.recent(self.tag, 1)
+        return Brief(
+            text=render(program_text(self.ws.root, self.target), values),
+            root=self.ws.root,
+            editable=editable_paths(self.ws.root, self.target, tracked),
+            protected=[p for p in tracked if checks.matches(p, self.target.protected)],
+            descriptions=self.history.descriptions(self.tag),
+            last_log=Path(last[0]["log_path"]) if last and last[0]["log_path"] else None,
+            seed=seed,
+        )
+
+    def _show(self, text: str, clock: bool = False) -> None:
+        incumbent = self.history.incumbent(self.tag)
+        best = f" | best {incumbent['metric']:.6g}" if incumbent else ""
+        self.display.set_status(text + best, (time.monotonic(), self.budget) if clock else None)
+
+    def _report(self, row: dict) -> None:
+        metric = "—" if row["metric"] is None else f"{row['metric']:.6g}"
+        reason = f" ({row['reason']})" if row["reason"] and row["status"] != "keep" else ""
+        self.display.say(
+            f"[{row['number']:>3}] {row['status']:<11} {self.target.metric.name}={metric}  "
+            f"{row['description'] or ''}{reason}"[:200]
+        )
+
+    def _summarise(self, summary: Summary) -> None:
+        rows = self.history.experiments(self.tag)
+        baseline = next((r for r in rows if r["status"] == "baseline"), None)
+        incumbent = self.history.incumbent(self.tag)
+        summary.baseline = baseline["metric"] if baseline else None
+        summary.best = incumbent["metric"] if incumbent else None
+        for line in summary.lines(self.target.metric.name):
+            self.display.say(line)
+
+    def _evaluator_started(self, pid: int | None) -> None:
+        """Remember the evaluator's process group so a resumed run can reap it after a kill."""
+        pending = self.history.pending(self.tag)
+        if pending:
+            state = dict(pending["state"], pgid=pid)
+            self.history.set_pending(self.tag, pending["number"], pending["phase"], state)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.runner.interrupt()
+        if self.phase == "propose":
+            raise Interrupted
+
+
+def default_tag() -> str:
+    """Like the original's run tags: the month and day, e.g. ``nov30``."""
+    return time.strftime("%b%d").lower()
