@@ -446,3 +446,7 @@ def brief(run_tag):
         RunOptions(tag=run["tag"], budget=run["options"].get("budget")),
     )
     click.echo(engine.brief(history.next_number(run["tag"])).text)
+
+
+if __name__ == "__main__":
+    cli()

@@ -154,7 +154,8 @@ class Engine:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            self.history.update_run(self.tag, ended_at=now())
+            if self.history.run(self.tag):
+                self.history.update_run(self.tag, ended_at=now())
             lock.release()
         self._summarise(summary)
         return summary

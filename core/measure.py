@@ -34,13 +34,13 @@ class RunResult:
     seconds: float
     log_path: Path
     reason: str | None = None
-    offset: int = 0  # where this command's output starts in the (shared) log
+    span: tuple[int, int] = (0, 0)  # where this command's output lies in the (shared) log
 
     def output(self) -> str:
-        """Everything this command wrote (earlier runs in the same log excluded)."""
+        """Everything this command wrote (other runs in the same log excluded)."""
         with open(self.log_path, "rb") as log:
-            log.seek(self.offset)
-            return log.read().decode("utf-8", errors="replace")
+            log.seek(self.span[0])
+            return log.read(self.span[1] - self.span[0]).decode("utf-8", errors="replace")
 
     def tail(self, lines: int = 40) -> str:
         return log_tail(self.log_path, lines)
@@ -133,21 +133,40 @@ def _die_with_parent():
         pass
 
 
-def group_rss_bytes(pgid: int) -> int:
-    """Resident memory of every process in a process group (Linux /proc)."""
-    total = 0
-    page = os.sysconf("SC_PAGE_SIZE")
+def _proc_stat(pid: str) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, ...]."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _group_members(pgid: int) -> list[list[str]]:
+    """Stat fields of every live (non-zombie) process in a process group (Linux /proc)."""
+    members = []
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:  # field 5 of stat: pgrp
-                total += int(fields[21]) * page  # field 24: rss in pages
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
+        if entry.name.isdigit():
+            fields = _proc_stat(entry.name)
+            if fields and fields[2] == str(pgid) and fields[0] != "Z":
+                members.append(fields)
+    return members
+
+
+def group_rss_bytes(pgid: int) -> int:
+    """Resident memory of every process in a process group."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    return sum(int(fields[21]) * page for fields in _group_members(pgid))
+
+
+def group_alive(pgid: int) -> bool:
+    return bool(_group_members(pgid))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    fields = _proc_stat(str(pid))
+    return fields is not None and fields[0] != "Z"
 
 
 def kill_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
@@ -157,38 +176,12 @@ def kill_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not group_alive(pgid):
-            return
+    while time.monotonic() < deadline and group_alive(pgid):
         time.sleep(POLL_SECONDS)
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie leader still "exists"; count live members instead.
-    return group_rss_bytes(pgid) > 0 or _has_members(pgid)
-
-
-def _has_members(pgid: int) -> bool:
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                if int(fields[2]) == pgid and fields[0] != "Z":
-                    return True
-            except (OSError, IndexError, ValueError):
-                continue
-    return False
 
 
 class Runner:
@@ -258,7 +251,8 @@ class Runner:
         seconds = time.monotonic() - started
         if status == "ok" and proc.returncode != 0:
             status, reason = "crash", _exit_reason(proc.returncode)
-        return RunResult(status, proc.returncode, seconds, log_path, reason, offset)
+        span = (offset, log_path.stat().st_size)
+        return RunResult(status, proc.returncode, seconds, log_path, reason, span)
 
     def _watch(self, proc: subprocess.Popen, deadline: float) -> tuple[str, str | None]:
         checked_memory = 0.0

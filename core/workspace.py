@@ -11,6 +11,8 @@ from pathlib import Path
 
 import git
 
+from .measure import pid_alive
+
 STATE_DIR = ".autoresearch"
 CONFIG_FILE = "autoresearch.yaml"
 FALLBACK_IDENTITY = {
@@ -185,7 +187,7 @@ class RunLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 holder = self.holder()
-                if holder and _alive(holder[0]) and holder[1] == socket.gethostname():
+                if holder and pid_alive(holder[0]) and holder[1] == socket.gethostname():
                     raise WorkspaceError(
                         f"another 'autoresearch run' (pid {holder[0]}) is using this workspace; "
                         f"stop it first (kill {holder[0]})"
@@ -201,17 +203,3 @@ class RunLock:
         holder = self.holder()
         if holder and holder[0] == os.getpid():
             self.path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True

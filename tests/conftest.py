@@ -1,0 +1,128 @@
+"""Shared fixtures: isolated home and cache, toy workspaces, a scripted agent."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from autoresearch import Agent, AgentError, Brief, Proposal, hookimpl, registry
+from autoresearch.cli import cli
+from click.testing import CliRunner
+
+EVALUATE = """\
+import os, sys, time
+import model
+time.sleep(float(os.environ.get("TOY_SLEEP", "0")))
+print("training... done")
+print("---")
+print(f"loss:        {model.score():.6f}")
+print(f"memory_gb:   0.5")
+"""
+
+MODEL = """\
+X = 3.0
+Y = 10
+
+
+def score():
+    return (X - 1.7) ** 2 + abs(Y - 7) * 0.1
+"""
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path_factory, monkeypatch):
+    """Never touch the user's home, cache or keys; commit with a fixed identity."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(home / "cache"))
+    for key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "AUTORESEARCH_LOAD_PLUGINS", "AUTORESEARCH_FAULT"):
+        monkeypatch.delenv(key, raising=False)
+    for var in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{var}_NAME", "Test")
+        monkeypatch.setenv(f"GIT_{var}_EMAIL", "test@example.com")
+    registry.get_manager.cache_clear()
+    yield
+    registry.get_manager.cache_clear()
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_repo(root: Path, files: dict[str, str]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q", "-b", "main")
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text))
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "initial")
+    return root
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch) -> Path:
+    """A git repo with a toy model and evaluator, set up as a command-target workspace (cwd)."""
+    root = make_repo(tmp_path / "toy", {"model.py": MODEL, "evaluate.py": EVALUATE})
+    monkeypatch.chdir(root)
+    result = invoke(
+        "init",
+        "command",
+        "--edit",
+        "model.py",
+        "--protect",
+        "evaluate.py",
+        "--run",
+        f"{sys.executable} evaluate.py",
+        "--metric",
+        "loss",
+        "--budget",
+        "20",
+    )
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def invoke(*args: str, **kwargs):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False, **kwargs)
+
+
+class ScriptedAgent(Agent):
+    """Plays a queue of edits: each item maps paths to new text (or is a callable, or an exception)."""
+
+    name = "scripted"
+    description = "Test agent with a queue of edits."
+    queue: list = []
+
+    def propose(self, brief: Brief) -> Proposal:
+        if not self.queue:
+            raise AgentError("script exhausted")
+        step = self.queue.pop(0)
+        if isinstance(step, BaseException):
+            raise step
+        if callable(step):
+            return step(brief)
+        description = step.pop("_description", "scripted edit")
+        for path, text in step.items():
+            (brief.root / path).write_text(text)
+        return Proposal(description=description, input_tokens=10, output_tokens=5, cost_usd=0.01)
+
+
+class ScriptedPlugin:
+    @hookimpl
+    def register_agents(self, register):
+        register(ScriptedAgent)
+
+
+@pytest.fixture
+def scripted():
+    """Registers ScriptedAgent; returns its queue to fill."""
+    pm = registry.get_manager()
+    plugin = ScriptedPlugin()
+    pm.register(plugin, "scripted")
+    ScriptedAgent.queue = []
+    yield ScriptedAgent.queue
+    pm.unregister(plugin)

@@ -1,0 +1,129 @@
+"""The SQLite ledger and the commands that read it."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import sqlite_utils
+from autoresearch.history import History, LedgerError, export_tsv, migrations
+from conftest import invoke
+
+
+def test_migrations_build_the_schema_in_memory():
+    db = sqlite_utils.Database(memory=True)
+    migrations.apply(db)
+    assert {"runs", "experiments", "pending"} <= set(db.table_names())
+    columns = db["experiments"].columns_dict
+    for name in (
+        "run",
+        "number",
+        "parent_commit",
+        "commit",
+        "description",
+        "diff",
+        "metric",
+        "samples",
+        "extras",
+        "status",
+        "reason",
+        "propose_seconds",
+        "measure_seconds",
+        "total_seconds",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "log_path",
+    ):
+        assert name in columns
+    assert {"tag", "target", "agent", "options", "started_at", "ended_at", "machine"} <= set(
+        db["runs"].columns_dict
+    )
+    migrations.apply(db)  # idempotent
+    assert [m.name for m in migrations.applied(db)] == ["m001_runs_and_experiments"]
+
+
+def test_foreign_and_corrupt_files_are_refused_and_kept(tmp_path):
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 10)
+    with pytest.raises(LedgerError, match="not an SQLite database"):
+        History(junk)
+    assert junk.read_bytes().startswith(b"not a database")
+    other = tmp_path / "other.db"
+    sqlite_utils.Database(other)["people"].insert({"name": "x"})
+    with pytest.raises(LedgerError, match="not an autoresearch ledger"):
+        History(other)
+    assert sqlite_utils.Database(other)["people"].count == 1
+
+
+def test_export_tsv_matches_original_layout():
+    rows = [
+        {
+            "commit": "a1b2c3d4e5",
+            "metric": 0.9979,
+            "extras": {"peak_vram_mb": 45060.2},
+            "status": "baseline",
+            "description": "baseline",
+        },
+        {"commit": None, "metric": None, "extras": {}, "status": "crash", "description": "double\twidth"},
+    ]
+    assert export_tsv(rows, "val_bpb").splitlines() == [
+        "commit\tval_bpb\tmemory_gb\tstatus\tdescription",
+        "a1b2c3d\t0.997900\t44.0\tbaseline\tbaseline",
+        "\t0.000000\t0.0\tcrash\tdouble width",
+    ]
+
+
+def test_readers_show_best_sql_export_brief(toy):
+    invoke("run", "--agent", "mutate", "--max-experiments", "5", "--tag", "t")
+    best = json.loads(invoke("best", "--json").output)
+    assert best["status"] in ("baseline", "keep")
+    shown = invoke("show", "1").output
+    assert "experiment 1 of run t" in shown and "diff --git a/model.py" in shown and "log tail" in shown
+    assert invoke("show", "99").exit_code == 1
+    out = invoke("sql", "select count(*) as n from experiments", "--json").output
+    assert json.loads(out) == [{"n": 6}]
+    refused = invoke("sql", "delete from experiments")
+    assert refused.exit_code == 1 and "readonly" in refused.output
+    tsv = invoke("export", "--format", "tsv").output.splitlines()
+    assert tsv[0] == "commit\tloss\tmemory_gb\tstatus\tdescription" and len(tsv) == 7
+    brief = invoke("brief").output
+    assert "## Recent experiments" in brief and "model.py" in brief and "X = " in brief
+
+
+def test_readers_are_not_blocked_by_a_running_loop(toy):
+    env_sleep = {"TOY_SLEEP": "1.5"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "autoresearch.cli",
+            "run",
+            "--agent",
+            "mutate",
+            "--max-experiments",
+            "3",
+            "--tag",
+            "t",
+        ],
+        cwd=toy,
+        env={**__import__("os").environ, **env_sleep},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and not (toy / ".autoresearch" / "history.db").exists():
+            time.sleep(0.1)
+        time.sleep(2)
+        started = time.monotonic()
+        result = invoke("log", "--json")
+        assert result.exit_code == 0
+        assert time.monotonic() - started < 2
+        conn = sqlite3.connect(toy / ".autoresearch" / "history.db")
+        assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
