@@ -126,7 +126,7 @@ def init(target, directory, edit, protect, run_command, metric, direction, budge
     from .workspaces import scaffold
 
     cls = target_class(target)
-    default = "." if getattr(cls, "in_place", False) else target
+    default = "." if cls.in_place else target
     options = collect_options(
         extra,
         edit=edit,

@@ -59,6 +59,7 @@ class Target(ABC):
     description: ClassVar[str] = ""
     template: ClassVar[str] = "default.md"  # program template under program_templates/
     objective: ClassVar[str] = "Improve the metric."
+    in_place: ClassVar[bool] = False  # works in the user's existing repo instead of a new ./NAME
 
     def __init__(
         self,

@@ -62,6 +62,11 @@ def resolve(target_name: str | None, workspace: str | None, options: dict, echo=
         return root
     if target_name is None:
         raise WorkspaceError(f"{path} is not a workspace; name a target to create one there")
+    if target_class(target_name).in_place:
+        raise WorkspaceError(
+            f"target {target_name!r} works in an existing repository: run 'autoresearch init "
+            f"{target_name} ...' there first (see 'autoresearch init --help')"
+        )
     return scaffold(target_name, path, options, echo)
 
 

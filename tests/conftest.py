@@ -8,9 +8,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
 from autoresearch import Agent, AgentError, Brief, Proposal, hookimpl, registry
 from autoresearch.cli import cli
-from click.testing import CliRunner
 
 EVALUATE = """\
 import os, sys, time

@@ -3,6 +3,7 @@
 import json
 
 from autoresearch.history import History
+
 from conftest import MODEL, git, invoke
 
 

@@ -8,7 +8,9 @@ import time
 
 import pytest
 import sqlite_utils
+
 from autoresearch.history import History, LedgerError, export_tsv, migrations
+
 from conftest import invoke
 
 

@@ -5,6 +5,7 @@ import sys
 import time
 
 import pytest
+
 from autoresearch.measure import Runner, SummaryError, clean_env, parse_summary, pid_alive, read_metric
 
 

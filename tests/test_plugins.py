@@ -1,0 +1,118 @@
+"""The plugin manager: bundled plugins, entry points, the allow-list, loud failures."""
+
+import json
+import sys
+
+import pluggy
+import pytest
+
+from autoresearch import hookimpl, registry
+from autoresearch.hookspecs import hookspec
+
+from conftest import invoke
+
+
+def test_bundled_plugins_are_listed_as_json():
+    plugins = json.loads(invoke("plugins").output)
+    names = {p["name"]: p for p in plugins}
+    assert names["autoresearch.plugins.command"]["hooks"] == ["register_targets"]
+    assert names["autoresearch.agents.mutate"]["hooks"] == ["register_agents"]
+    assert all(p["version"] for p in plugins)
+
+
+def test_targets_and_agents_listings():
+    targets = json.loads(invoke("targets", "--json").output)
+    assert any(t["name"] == "command" for t in targets)
+    assert all(t["description"] for t in targets)
+    agents = json.loads(invoke("agents", "--json").output)
+    assert any(a["name"] == "mutate" and a["description"] for a in agents)
+    table = invoke("targets").output.splitlines()
+    assert table[0].split() == ["name", "description"]
+
+
+def test_allow_list_limits_loading(monkeypatch):
+    monkeypatch.setenv("AUTORESEARCH_LOAD_PLUGINS", "")
+    registry.get_manager.cache_clear()
+    assert registry.targets() == {} and registry.agents() == {}
+    monkeypatch.setenv("AUTORESEARCH_LOAD_PLUGINS", "command")
+    registry.get_manager.cache_clear()
+    assert list(registry.targets()) == ["command"] and registry.agents() == {}
+
+
+def test_entry_point_plugins_are_loaded(tmp_path, monkeypatch):
+    (tmp_path / "toy_plugin.py").write_text(
+        "from autoresearch import hookimpl\n"
+        "from autoresearch.plugins.command import CommandTarget\n"
+        "class Toy(CommandTarget):\n    name = 'toy'\n    description = 'from an entry point'\n"
+        "@hookimpl\ndef register_targets(register):\n    register(Toy)\n"
+    )
+    dist = tmp_path / "toy_plugin-1.2.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 1.2\n")
+    (dist / "entry_points.txt").write_text("[autoresearch]\ntoy = toy_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.get_manager.cache_clear()
+    assert "toy" in registry.targets()
+    assert {"name": "toy", "hooks": ["register_targets"], "version": "1.2"} in registry.describe()
+    monkeypatch.setenv("AUTORESEARCH_LOAD_PLUGINS", "toy")
+    registry.get_manager.cache_clear()
+    assert list(registry.targets()) == ["toy"]
+    sys.modules.pop("toy_plugin", None)
+
+
+def test_misspelled_hook_fails_loudly():
+    class Typo:
+        @hookimpl
+        def register_targetz(self, register):
+            pass
+
+    pm = registry.build_manager()
+    pm.register(Typo())
+    with pytest.raises(pluggy.PluginValidationError):
+        pm.check_pending()
+
+
+def test_every_hook_is_documented_and_called(tmp_path):
+    from autoresearch import hookspecs
+
+    hooks = [name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "autoresearch_spec")]
+    assert sorted(hooks) == [
+        "experiment_finished",
+        "register_agents",
+        "register_commands",
+        "register_targets",
+    ]
+    for name in hooks:
+        assert getattr(hookspecs, name).__doc__.strip()
+    assert hookspec  # the marker is exported for plugin authors' own hooks
+
+
+def test_register_commands_and_experiment_finished_hooks(toy):
+    seen = []
+
+    class Observer:
+        @hookimpl
+        def register_commands(self, cli):
+            @cli.command(name="hello")
+            def hello():
+                """Say hello."""
+                print("hello from a plugin")
+
+        @hookimpl
+        def experiment_finished(self, run, experiment):
+            seen.append((run["tag"], experiment["number"], experiment["status"]))
+
+    pm = registry.get_manager()
+    plugin = Observer()
+    pm.register(plugin)
+    from autoresearch.cli import cli
+
+    cli.plugins_loaded = False
+    try:
+        assert "hello from a plugin" in invoke("hello").output
+        invoke("run", "--agent", "mutate", "--max-experiments", "2", "--tag", "t")
+    finally:
+        pm.unregister(plugin)
+        cli.commands.pop("hello", None)
+        cli.plugins_loaded = False
+    assert seen[0] == ("t", 0, "baseline") and [s[1] for s in seen] == [0, 1, 2]
