@@ -128,7 +128,7 @@ class Engine:
         self.protected_hashes: dict[str, str | None] = {}
         self.phase = "idle"
         self.cost = 0.0
-        self.number: int | None = None
+        self.descriptions: list[str] | None = None
 
     # ---- the run
 
@@ -247,7 +247,6 @@ class Engine:
 
     def _baseline(self) -> None:
         head = self.ws.head()
-        self.number = 0
         self.history.set_pending(self.tag, 0, "measure", {"parent": head})
         samples, measurement = [], None
         started = time.monotonic()
@@ -275,7 +274,6 @@ class Engine:
     # ---- one experiment
 
     def _experiment(self, number: int) -> dict:
-        self.number = number
         parent = self.ws.head()
         started = time.monotonic()
         seed = self.options.seed + number
@@ -441,6 +439,8 @@ class Engine:
         if started is not None:
             row["total_seconds"] = time.monotonic() - started
         recorded = self.history.record(row)
+        if self.descriptions is not None and recorded["number"] > 0 and recorded["description"]:
+            self.descriptions.append(recorded["description"])
         if self.observer:
             self.observer(self.history.run(self.tag), recorded)
         self._report(recorded)
@@ -483,10 +483,16 @@ class Engine:
             root=self.ws.root,
             editable=editable_paths(self.ws.root, self.target, tracked),
             protected=[p for p in tracked if checks.matches(p, self.target.protected)],
-            descriptions=self.history.descriptions(self.tag),
+            descriptions=self._descriptions(),
             last_log=Path(last[0]["log_path"]) if last and last[0]["log_path"] else None,
             seed=seed,
         )
+
+    def _descriptions(self) -> list[str]:
+        """Every earlier attempt's description, read once, then kept up to date by ``_record``."""
+        if self.descriptions is None:
+            self.descriptions = self.history.descriptions(self.tag)
+        return self.descriptions
 
     def _show(self, text: str, clock: bool = False) -> None:
         incumbent = self.history.incumbent(self.tag)

@@ -70,7 +70,7 @@ def m001_runs_and_experiments(db: sqlite_utils.Database) -> None:
     )
     db["experiments"].create_index(["run", "number"], unique=True)
     db["experiments"].create_index(["run", "diff_sha"])
-    db["experiments"].create_index(["run", "status"])
+    db["experiments"].create_index(["run", "status", "number"])
     # The experiment in flight, so a killed harness can resume it (one row per run at most).
     db["pending"].create(
         {"run": str, "number": int, "phase": str, "state": str, "updated_at": str},
