@@ -196,7 +196,7 @@ class Engine:
         state = pending["state"]
         if state.get("pgid"):
             kill_group(state["pgid"], grace=1)
-        self.ws.clear_stale_lock()
+        self.ws.clear_stale_lock(force=True)
         if pending["phase"] == "decided":
             self.display.say(f"recovering experiment {pending['number']} (measured before a stop)")
             self._finish(state["row"], state["keep"])
@@ -522,6 +522,8 @@ class Engine:
         if pending:
             state = dict(pending["state"], pgid=pid)
             self.history.set_pending(self.tag, pending["number"], pending["phase"], state)
+        if pid:
+            fault("measuring")
 
     def _on_signal(self, signum, frame) -> None:
         self.runner.interrupt()

@@ -161,10 +161,13 @@ class Workspace:
     def keep_ref(self, ref: str, commit: str) -> None:
         self.repo.git.update_ref(ref, commit)
 
-    def clear_stale_lock(self) -> None:
-        """Remove ``index.lock`` left by a killed git (no git process can be running for us)."""
+    def clear_stale_lock(self, force: bool = False) -> None:
+        """Remove an ``index.lock`` left by a git that was killed with us.
+
+        ``force`` when resuming after a kill: the dead harness was the only git user of the run.
+        """
         lock = Path(self.repo.git_dir) / "index.lock"
-        if lock.exists() and time.time() - lock.stat().st_mtime > 2:
+        if lock.exists() and (force or time.time() - lock.stat().st_mtime > 10):
             lock.unlink(missing_ok=True)
 
 
