@@ -87,3 +87,25 @@ def test_interrupt_stops_the_command(tmp_path):
     result = runner.run("sleep 30", tmp_path, tmp_path / "log", 60)
     assert result.status == "interrupted"
     assert not math.isnan(result.seconds) and result.seconds < 10
+
+
+def test_no_network_cuts_even_loopback(tmp_path):
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    probe = [sys.executable, "-c", f"import socket; socket.create_connection(('127.0.0.1', {port}), 2)"]
+    try:
+        assert Runner().run(probe, tmp_path, tmp_path / "a.log", 10).status == "ok"
+        isolated = Runner(no_network=True).run(probe, tmp_path, tmp_path / "b.log", 10)
+        assert isolated.status == "crash" and "unreachable" in (tmp_path / "b.log").read_text().lower()
+    finally:
+        server.close()
+
+
+def test_no_network_without_unshare_says_so(monkeypatch):
+    from autoresearch import measure
+
+    monkeypatch.setattr(measure.shutil, "which", lambda name: None)
+    with pytest.raises(OSError, match="--no-network needs the 'unshare' command"):
+        Runner(no_network=True)

@@ -116,3 +116,12 @@ def test_register_commands_and_experiment_finished_hooks(toy):
         cli.commands.pop("hello", None)
         cli.plugins_loaded = False
     assert seen[0] == ("t", 0, "baseline") and [s[1] for s in seen] == [0, 1, 2]
+
+
+def test_generated_docs_are_current():
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "docs" / "generate.py"
+    result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
