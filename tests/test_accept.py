@@ -1,6 +1,10 @@
-"""Acceptance policies: strict, the noise estimate, the noise-aware paths."""
+"""Acceptance policies: strict, the noise estimate, the noise-aware paths, the benchmark."""
 
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from autoresearch.accept import POLICIES, NoiseAwarePolicy, StrictPolicy, estimate_noise
@@ -9,6 +13,7 @@ from autoresearch.target import Metric
 LOWER = Metric("loss", "lower")
 HIGHER = Metric("accuracy", "higher")
 BASELINE = [0.0] * 5  # five incumbent samples at 0: se = σ·sqrt(1 + 1/5) at the first look
+BENCH = Path(__file__).parents[1] / "bench" / "false_keeps.py"
 
 
 class Script:
@@ -197,3 +202,15 @@ def test_gain_that_is_not_too_good_is_kept_at_once(largest_gain):
     decision, *calls = noise_decide(-3.0, largest_gain=largest_gain)
     assert decision.keep and calls == [0, 0]
 
+
+# ---- the benchmark ------------------------------------------------------------------------------
+
+
+def test_false_keep_benchmark_meets_its_goals():
+    command = [sys.executable, str(BENCH), "--json", "--streams", "100"]
+    results = json.loads(subprocess.run(command, capture_output=True, check=True).stdout)
+    assert set(results) == {"strict", "noise_aware"}
+    noise = results["noise_aware"]
+    assert noise["false_keep_rate"] <= 0.05 and noise["true_keep_rate"] >= 0.8
+    assert results["strict"]["false_keep_rate"] > 0.1
+    assert results["strict"]["measurements_per_proposal"] == 1.0
