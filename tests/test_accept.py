@@ -1,0 +1,216 @@
+"""Acceptance policies: strict, the noise estimate, the noise-aware paths, the benchmark."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from autoresearch.accept import POLICIES, NoiseAwarePolicy, StrictPolicy, estimate_noise
+from autoresearch.target import Metric
+
+LOWER = Metric("loss", "lower")
+HIGHER = Metric("accuracy", "higher")
+BASELINE = [0.0] * 5  # five incumbent samples at 0: se = σ·sqrt(1 + 1/5) at the first look
+BENCH = Path(__file__).parents[1] / "bench" / "false_keeps.py"
+
+
+class Script:
+    """A remeasure callable returning the given values in turn; fails the test if overused."""
+
+    def __init__(self, *values):
+        self.values = list(values)
+        self.calls = 0
+
+    def __call__(self):
+        assert self.calls < len(self.values), "more re-measurements than scripted"
+        self.calls += 1
+        return self.values[self.calls - 1]
+
+
+def noise_decide(
+    candidate,
+    cand=(),
+    inc=(),
+    metric=LOWER,
+    noise=1.0,
+    min_delta=0.0,
+    simpler=False,
+    largest_gain=None,
+    **settings,
+):
+    """Run the noise-aware policy against BASELINE with scripted re-measurements."""
+    policy = NoiseAwarePolicy(metric, min_delta, **settings)
+    cand, inc = Script(*cand), Script(*inc)
+    decision = policy.decide(
+        candidate, BASELINE, cand, inc, simpler, noise=noise, largest_gain=largest_gain
+    )
+    return decision, cand.calls, inc.calls
+
+
+# ---- strict -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "metric,candidate,min_delta,keep",
+    [
+        (LOWER, 0.9, 0.0, True),
+        (LOWER, 1.0, 0.0, False),
+        (LOWER, 1.1, 0.0, False),
+        (LOWER, 0.9, 0.1, False),  # a gain of exactly min_delta is not enough
+        (LOWER, 0.85, 0.1, True),
+        (HIGHER, 1.1, 0.0, True),
+        (HIGHER, 0.9, 0.0, False),
+        (HIGHER, 1.1, 0.2, False),
+        (HIGHER, 1.25, 0.2, True),
+    ],
+)
+def test_strict_keeps_any_gain_beyond_min_delta(metric, candidate, min_delta, keep):
+    decision = StrictPolicy(metric, min_delta).decide(candidate, [1.0], Script(), Script())
+    assert decision.keep is keep
+    assert decision.candidate == [candidate] and decision.extra_runs == 0
+    assert decision.gain == pytest.approx(metric.gain(candidate, 1.0))
+
+
+def test_policies_by_name():
+    assert POLICIES == {"noise": NoiseAwarePolicy, "strict": StrictPolicy}
+
+
+# ---- noise estimate -----------------------------------------------------------------------------
+
+
+def test_estimate_noise():
+    assert estimate_noise() is None
+    assert estimate_noise([]) is None
+    assert estimate_noise([1.0]) is None  # one sample: no spread to see
+    assert estimate_noise([1.0], [2.0]) is None
+    assert estimate_noise([0.5, 0.5, 0.5]) == 0.0  # a deterministic evaluator
+    assert estimate_noise([1.0, 2.0, 3.0]) == pytest.approx(1.0)
+    # pooled within groups: the groups' means differ, singletons add nothing
+    assert estimate_noise([1.0, 3.0], [10.0, 12.0], [5.0]) == pytest.approx(math.sqrt(2))
+
+
+def test_noise_policy_needs_an_estimate_and_a_budget():
+    with pytest.raises(ValueError, match="baseline twice"):
+        NoiseAwarePolicy(LOWER).decide(-5.0, BASELINE, Script(), Script(), noise=None)
+    with pytest.raises(ValueError, match="max_extra_runs"):
+        NoiseAwarePolicy(LOWER, max_extra_runs=1)
+
+
+# ---- noise-aware: keep, discard, confirm --------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric,sign", [(LOWER, -1), (HIGHER, 1)])
+def test_clear_gain_is_kept_and_clear_loss_discarded_at_once(metric, sign):
+    decision, *calls = noise_decide(3.0 * sign, metric=metric)  # bar = 2.2·1.095 = 2.41
+    assert decision.keep and decision.reason.startswith("improved by 3 >")
+    assert calls == [0, 0] and decision.extra_runs == 0
+
+    decision, *calls = noise_decide(-1.0 * sign, metric=metric)  # floor = -0.5·1.095
+    assert not decision.keep and decision.reason.startswith("not better")
+    assert calls == [0, 0] and decision.candidate == [-1.0 * sign]
+
+
+def test_ambiguous_gain_is_confirmed_with_interleaved_runs_then_kept():
+    decision, *calls = noise_decide(-1.5, cand=[-2.5], inc=[0.0])
+    # look 2: gain 2 > 2.2·sqrt(1/2 + 1/6) = 1.80
+    assert decision.keep and decision.reason.startswith("improved by 2 >")
+    assert decision.candidate == [-1.5, -2.5] and decision.incumbent == [0.0]
+    assert calls == [1, 1] and decision.extra_runs == 2 and decision.gain == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("budget,calls", [(4, [2, 2]), (3, [2, 1])])
+def test_unconfirmed_gain_is_discarded_within_the_bound(budget, calls):
+    # gain 1.2 stays in the narrowing band until the last look, where floor = bar
+    decision, *taken = noise_decide(-1.2, cand=[-1.2] * 9, inc=[0.0] * 9, max_extra_runs=budget)
+    assert not decision.keep and decision.reason.startswith("not confirmed")
+    assert taken == calls and decision.extra_runs == budget
+    assert decision.candidate == [-1.2] * (1 + calls[0]) and decision.incumbent == [0.0] * calls[1]
+
+
+def test_deterministic_evaluator_needs_no_confirmation():
+    decision, *calls = noise_decide(-1e-9, noise=0.0)
+    assert decision.keep and calls == [0, 0]
+    decision, *calls = noise_decide(-0.05, noise=0.0, min_delta=0.1)
+    assert not decision.keep and calls == [0, 0]
+
+
+def test_min_delta_raises_the_bar():
+    decision, *_ = noise_decide(-3.0, min_delta=5.0, max_extra_runs=2, cand=[-3.0], inc=[0.0])
+    assert not decision.keep and decision.extra_runs == 2
+
+
+# ---- simplicity ---------------------------------------------------------------------------------
+
+
+def test_simpler_tie_is_kept_at_once():
+    decision, *calls = noise_decide(0.0, simpler=True)
+    assert decision.keep and decision.reason == "simpler" and calls == [0, 0]
+
+
+def test_simpler_slightly_worse_is_kept_after_confirmation():
+    decision, *calls = noise_decide(1.0, cand=[1.0], inc=[0.0], simpler=True, max_extra_runs=2)
+    # gain -1 ≥ -2.2·sqrt(1/2 + 1/6) = -1.80 when the runs run out
+    assert decision.keep and decision.reason == "simpler"
+    assert calls == [1, 1] and decision.candidate == [1.0, 1.0]
+
+
+def test_simpler_but_clearly_worse_is_discarded_and_better_is_an_improvement():
+    decision, *calls = noise_decide(3.0, simpler=True)
+    assert not decision.keep and decision.reason.startswith("worse") and calls == [0, 0]
+    decision, *calls = noise_decide(-3.0, simpler=True)
+    assert decision.keep and decision.reason.startswith("improved")
+
+
+def test_tie_without_simpler_is_not_kept():
+    decision, *calls = noise_decide(0.0, cand=[0.0], inc=[0.0], max_extra_runs=2)
+    assert not decision.keep and decision.reason.startswith("not confirmed")
+
+
+# ---- failed re-measurements ---------------------------------------------------------------------
+
+
+def test_failed_candidate_rerun_is_not_confirmed():
+    decision, *calls = noise_decide(-1.5, cand=[None])
+    assert not decision.keep and decision.reason == "candidate re-measurement failed"
+    assert decision.candidate == [-1.5] and decision.failed == 1 and decision.extra_runs == 1
+
+
+def test_failed_incumbent_rerun_is_not_confirmed():
+    decision, *calls = noise_decide(-1.5, cand=[-2.5], inc=[None])
+    assert not decision.keep and decision.reason == "incumbent re-measurement failed"
+    assert decision.candidate == [-1.5, -2.5] and decision.incumbent == []
+    assert decision.failed == 1 and decision.extra_runs == 2
+
+
+# ---- too good to be true ------------------------------------------------------------------------
+
+
+def test_too_good_gain_is_remeasured_before_it_is_kept():
+    decision, *calls = noise_decide(-3.0, cand=[-3.0], inc=[0.0], largest_gain=0.5)
+    assert decision.keep and calls == [1, 1] and decision.candidate == [-3.0, -3.0]
+
+
+def test_too_good_fluke_is_not_kept():
+    decision, *calls = noise_decide(-3.0, cand=[0.0], inc=[0.0], largest_gain=0.5, max_extra_runs=2)
+    assert not decision.keep and calls == [1, 1]
+
+
+@pytest.mark.parametrize("largest_gain", [None, 0.0, 2.0])
+def test_gain_that_is_not_too_good_is_kept_at_once(largest_gain):
+    decision, *calls = noise_decide(-3.0, largest_gain=largest_gain)
+    assert decision.keep and calls == [0, 0]
+
+
+# ---- the benchmark ------------------------------------------------------------------------------
+
+
+def test_false_keep_benchmark_meets_its_goals():
+    command = [sys.executable, str(BENCH), "--json", "--streams", "100"]
+    results = json.loads(subprocess.run(command, capture_output=True, check=True).stdout)
+    assert set(results) == {"strict", "noise_aware"}
+    noise = results["noise_aware"]
+    assert noise["false_keep_rate"] <= 0.05 and noise["true_keep_rate"] >= 0.8
+    assert results["strict"]["false_keep_rate"] > 0.1
+    assert results["strict"]["measurements_per_proposal"] == 1.0
