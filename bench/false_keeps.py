@@ -25,17 +25,18 @@ import time
 from functools import partial
 
 import numpy as np
+
 from autoresearch.accept import NoiseAwarePolicy, Policy, StrictPolicy, estimate_noise
 from autoresearch.target import Metric
 
 # ---------------------------------------------------------------------------------------------
 # Hyperparameters
 
-SIGMA = 1.0          # true noise of one measurement (the metric's unit)
-BASELINE_RUNS = 5    # baseline measurements that estimate σ at the start of each run
-STREAMS = 400        # simulated runs
-PROPOSALS = 50       # proposals per run
-EFFECTS = {          # true improvement in σ (positive is better) -> share of proposals
+SIGMA = 1.0  # true noise of one measurement (the metric's unit)
+BASELINE_RUNS = 5  # baseline measurements that estimate σ at the start of each run
+STREAMS = 400  # simulated runs
+PROPOSALS = 50  # proposals per run
+EFFECTS = {  # true improvement in σ (positive is better) -> share of proposals
     0.0: 0.6,
     2.0: 0.2,
     -2.0: 0.2,

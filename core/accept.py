@@ -216,3 +216,50 @@ def _remeasure(samples: list[float], remeasure: Remeasure, decision: Decision) -
 
 
 POLICIES = {policy.name: policy for policy in (NoiseAwarePolicy, StrictPolicy)}
+
+
+@dataclass
+class Evidence:
+    """What the policy needs from a run's history: noise groups, incumbent samples, largest gain.
+
+    Rebuilt from the ledger rows when a run starts or resumes, then updated after each decision,
+    so no decision reads the whole ledger.
+    """
+
+    groups: list[list[float]] = field(default_factory=list)  # repeated samples of one commit each
+    incumbent: list[float] = field(default_factory=list)  # samples of the incumbent so far
+    largest_gain: float | None = None  # largest gain kept for its gain (not as "simpler")
+
+    @classmethod
+    def from_rows(cls, rows: list[dict]) -> Evidence:
+        evidence = cls()
+        for row in rows:
+            if row["status"] in ("baseline", "keep", "discard"):
+                evidence.add(
+                    row["status"],
+                    row["samples"] or [],
+                    row["incumbent_samples"] or [],
+                    row["gain"],
+                    row["reason"],
+                )
+        return evidence
+
+    @property
+    def noise(self) -> float | None:
+        return estimate_noise(*self.groups)
+
+    def add(
+        self,
+        status: str,
+        candidate: list[float],
+        incumbent: list[float],
+        gain: float | None,
+        reason: str | None,
+    ) -> None:
+        self.groups += [g for g in (candidate, incumbent) if len(g) > 1]
+        if status in ("baseline", "keep"):
+            self.incumbent = list(candidate)
+            if status == "keep" and reason != "simpler" and gain is not None:
+                self.largest_gain = max(gain, self.largest_gain or gain)
+        else:
+            self.incumbent += incumbent

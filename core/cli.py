@@ -196,9 +196,15 @@ def check(budget):
 @click.option("--max-cost", type=float, help="Stop before agent spending would exceed USD.")
 @click.option("--min-delta", type=float, default=0.0, show_default=True, help="Smallest gain kept.")
 @click.option(
-    "--accept", type=click.Choice(["strict"]), default="strict", show_default=True, help="Acceptance policy."
+    "--accept",
+    type=click.Choice(["noise", "strict"]),
+    default="noise",
+    show_default=True,
+    help="noise: keep only gains beyond the measured noise, confirming close calls; strict: any gain.",
 )
-@click.option("--baseline-runs", type=int, default=1, show_default=True, help="Baseline measurements.")
+@click.option(
+    "--baseline-runs", type=int, help="Baseline measurements for the noise estimate [3; strict: 1]."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Base of harness-chosen seeds.")
 @click.option("--model", help="Model for LLM agents.")
 @click.option("--base-url", help="API base URL for LLM agents.")
@@ -254,7 +260,7 @@ def run(
         max_cost=max_cost,
         min_delta=min_delta,
         accept=accept,
-        baseline_runs=baseline_runs,
+        baseline_runs=baseline_runs or (3 if accept == "noise" else 1),
         seed=seed,
         memory_limit_mb=memory_limit,
         no_network=no_network,
@@ -269,9 +275,12 @@ def run(
         options,
         observer=lambda run, experiment: pm.hook.experiment_finished(run=run, experiment=experiment),
     )
-    with Display() as display:
-        engine.display = display
-        engine.run()
+    try:
+        with Display() as display:
+            engine.display = display
+            engine.run()
+    except KeyboardInterrupt:  # before the engine took over the signal: nothing was in flight
+        click.echo("interrupted", err=True)
 
 
 def _agent_class(name: str | None):

@@ -17,14 +17,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import checks
-from .accept import POLICIES, Decision
+from .accept import POLICIES, Decision, Evidence
 from .agent import Agent, AgentError, Brief, FatalAgentError
 from .brief import BriefSettings, brief_values, editable_paths, program_text, render
 from .config import check_editable
 from .display import Display
 from .history import History, now
 from .measure import Runner, kill_group, log_tail
-from .target import Measurement, Target
+from .target import ConfigError, Measurement, Target
 from .workspace import RunLock, Workspace, WorkspaceError
 
 FAULT_ENV = "AUTORESEARCH_FAULT"  # test hook: SIGKILL ourselves at this named point
@@ -56,8 +56,8 @@ class RunOptions:
     max_hours: float | None = None  # counted from this invocation
     max_cost: float | None = None  # USD, counted from this invocation
     min_delta: float = 0.0
-    accept: str = "strict"
-    baseline_runs: int = 1
+    accept: str = "noise"
+    baseline_runs: int = 3
     seed: int = 0
     memory_limit_mb: float | None = None
     log_limit_mb: float | None = None
@@ -117,6 +117,9 @@ class Engine:
         self.branch = f"autoresearch/{self.tag}"
         self.budget = options.budget or target.budget
         self.policy = POLICIES[options.accept](target.metric, options.min_delta)
+        if options.accept == "noise" and options.baseline_runs < 2:
+            raise ConfigError("--accept noise needs --baseline-runs 2 or more (or use --accept strict)")
+        self.evidence = Evidence()
         self.runner = Runner(
             memory_limit_mb=options.memory_limit_mb,
             log_limit_mb=options.log_limit_mb,
@@ -143,6 +146,7 @@ class Engine:
             self._open_run()
             self.target.prepare(self.ws.root, echo=self.display.say)
             self._resume()
+            self.evidence = Evidence.from_rows(self.history.experiments(self.tag))
             self._protect()
             if self.history.incumbent(self.tag) is None:
                 self._baseline()
@@ -256,7 +260,7 @@ class Engine:
             if not measurement.ok:
                 break
             samples.append(measurement.metric)
-        if not samples:
+        if len(samples) < self.options.baseline_runs:
             self.history.clear_pending(self.tag)
             if measurement.status == "interrupted":
                 raise Interrupted
@@ -264,11 +268,9 @@ class Engine:
                 f"the baseline failed ({measurement.status}: {measurement.reason}); see "
                 f"{measurement.log_path} and fix the evaluator, then run again"
             )
-        noise = statistics.stdev(samples) if len(samples) > 1 else None
-        self.history.update_run(self.tag, noise=noise)
         row = self._row(0, head, head, "baseline", "untouched baseline", started)
         row = self._with_measurement(row, measurement)
-        row |= {"metric": sum(samples) / len(samples), "samples": samples}
+        row |= {"metric": statistics.fmean(samples), "samples": samples}
         self._finish(row, keep=True)
 
     # ---- one experiment
@@ -325,9 +327,9 @@ class Engine:
         row["commit"] = commit
         self.history.set_pending(self.tag, number, "measure", {"parent": parent, "commit": commit})
         fault("committed")
-        return self._measure_and_decide(row, change.simpler, seed)
+        return self._measure_and_decide(row)
 
-    def _measure_and_decide(self, row: dict, simpler: bool, seed: int) -> dict:
+    def _measure_and_decide(self, row: dict) -> dict:
         number = row["number"]
         problem = self._protected_problem()
         if problem:
@@ -339,23 +341,23 @@ class Engine:
         if not measurement.ok:
             raise_after = measurement.status == "interrupted"
             return self._discard(row, raise_after=raise_after)
-        incumbent = self.history.incumbent(self.tag)
-        decision = self._decide(row, measurement.metric, incumbent, seed)
+        decision = self._decide(row, measurement.metric)
         row |= {
             "status": "keep" if decision.keep else "discard",
             "reason": decision.reason,
             "samples": decision.candidate,
-            "metric": sum(decision.candidate) / len(decision.candidate),
+            "metric": statistics.fmean(decision.candidate),
+            "incumbent_samples": decision.incumbent,
+            "gain": decision.gain,
+            "extra_runs": decision.extra_runs,
         }
-        if decision.incumbent:
-            row["extras"] = dict(row["extras"], incumbent_samples=decision.incumbent)
         row["total_seconds"] = time.monotonic() - row.pop("_started")
         self.history.set_pending(
             self.tag, number, "decided", {"parent": row["parent_commit"], "row": row, "keep": decision.keep}
         )
         return self._finish(row, decision.keep)
 
-    def _decide(self, row: dict, metric: float, incumbent: dict, seed: int) -> Decision:
+    def _decide(self, row: dict, metric: float) -> Decision:
         extra = {"runs": 0}
 
         def remeasure_candidate() -> float | None:
@@ -375,10 +377,12 @@ class Engine:
         self._show(f"experiment {row['number']}: deciding")
         return self.policy.decide(
             metric,
-            list(incumbent["samples"] or [incumbent["metric"]]),
+            list(self.evidence.incumbent),
             remeasure_candidate,
             remeasure_incumbent,
             simpler=row["lines_removed"] > row["lines_added"],
+            noise=self.evidence.noise,
+            largest_gain=self.evidence.largest_gain,
         )
 
     def _measure(self, number: int, seed_offset: int = 0) -> Measurement:
@@ -387,7 +391,7 @@ class Engine:
             raise Interrupted
         self.phase = "measure"
         log_path = self.logs / f"{number}.log"
-        seed = self.options.seed + number + seed_offset if self.target.takes_seed else None
+        seed = self._seed(number, seed_offset)
         started = time.monotonic()
         try:
             measurement = self.target.evaluate(self.ws.root, self.runner, self.budget, seed, log_path)
@@ -398,6 +402,10 @@ class Engine:
         measurement.log_path = str(log_path)
         measurement.seconds = measurement.seconds or time.monotonic() - started
         return measurement
+
+    def _seed(self, number: int, offset: int = 0) -> int | None:
+        """The harness-chosen seed of a measurement: fresh for every confirmation run."""
+        return self.options.seed + number + offset if self.target.takes_seed else None
 
     def _with_measurement(self, row: dict, m: Measurement) -> dict:
         row = row | {
@@ -439,6 +447,7 @@ class Engine:
         if started is not None:
             row["total_seconds"] = time.monotonic() - started
         recorded = self.history.record(row)
+        self._learn(recorded)
         if self.descriptions is not None and recorded["number"] > 0 and recorded["description"]:
             self.descriptions.append(recorded["description"])
         if self.observer:
@@ -454,6 +463,7 @@ class Engine:
             "parent_commit": parent,
             "commit": commit,
             "description": description,
+            "seed": self._seed(number),
             "started_at": now(),
             "_started": started,
         }
@@ -487,6 +497,17 @@ class Engine:
             last_log=Path(last[0]["log_path"]) if last and last[0]["log_path"] else None,
             seed=seed,
         )
+
+    def _learn(self, row: dict) -> None:
+        """Feed a recorded decision to the evidence; store a changed noise estimate with the run."""
+        if row["status"] not in ("baseline", "keep", "discard"):
+            return
+        before = self.evidence.noise
+        self.evidence.add(
+            row["status"], row["samples"] or [], row["incumbent_samples"] or [], row["gain"], row["reason"]
+        )
+        if self.evidence.noise != before:
+            self.history.update_run(self.tag, noise=self.evidence.noise)
 
     def _descriptions(self) -> list[str]:
         """Every earlier attempt's description, read once, then kept up to date by ``_record``."""

@@ -15,7 +15,7 @@ from sqlite_utils.migrations import Migrations
 SQLITE_MAGIC = b"SQLite format 3\x00"
 STATUSES = ("baseline", "keep", "discard", "invalid", "crash", "timeout", "interrupted", "agent_error")
 INCUMBENT_STATUSES = ("baseline", "keep")
-JSON_COLUMNS = ("samples", "extras", "options", "machine", "state")
+JSON_COLUMNS = ("samples", "incumbent_samples", "extras", "options", "machine", "state")
 
 migrations = Migrations("autoresearch")
 
@@ -51,6 +51,9 @@ def m001_runs_and_experiments(db: sqlite_utils.Database) -> None:
             "lines_removed": int,
             "metric": float,
             "samples": str,  # JSON list: every measurement of this candidate
+            "incumbent_samples": str,  # JSON list: re-measurements of the incumbent while deciding
+            "gain": float,  # estimated improvement over the incumbent (positive is better)
+            "extra_runs": int,  # measurements beyond the first (confirmation runs)
             "extras": str,  # JSON object: the other parsed key/values
             "seed": int,
             "propose_seconds": float,

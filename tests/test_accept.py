@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from autoresearch.accept import POLICIES, NoiseAwarePolicy, StrictPolicy, estimate_noise
 from autoresearch.target import Metric
 
@@ -43,9 +44,7 @@ def noise_decide(
     """Run the noise-aware policy against BASELINE with scripted re-measurements."""
     policy = NoiseAwarePolicy(metric, min_delta, **settings)
     cand, inc = Script(*cand), Script(*inc)
-    decision = policy.decide(
-        candidate, BASELINE, cand, inc, simpler, noise=noise, largest_gain=largest_gain
-    )
+    decision = policy.decide(candidate, BASELINE, cand, inc, simpler, noise=noise, largest_gain=largest_gain)
     return decision, cand.calls, inc.calls
 
 

@@ -156,3 +156,50 @@ def test_log_json_keys_and_tokens(toy, scripted):
     assert (data[1]["input_tokens"], data[1]["output_tokens"], data[1]["cost_usd"]) == (10, 5, 0.01)
     assert "total cost: $0.0100" in invoke("log").output
     assert json.loads(invoke("log", "--status", "keep", "--json").output)[0]["number"] == 1
+
+
+NOISY_EVALUATE = """\
+import os, random
+import model
+rng = random.Random(int(os.environ["AUTORESEARCH_SEED"]))
+print("---")
+print(f"loss: {model.score() + rng.gauss(0, 0.05):.6f}")
+"""
+
+
+def test_noise_aware_run_samples_and_confirms(tmp_path, monkeypatch, scripted):
+    import sys
+
+    from conftest import make_repo
+
+    root = make_repo(tmp_path / "noisy", {"model.py": MODEL, "evaluate.py": NOISY_EVALUATE})
+    monkeypatch.chdir(root)
+    invoke(
+        "init", "command", "--edit", "model.py", "--run", f"{sys.executable} evaluate.py", "--metric", "loss"
+    )
+    config = (root / "autoresearch.yaml").read_text() + "seed: true\n"
+    (root / "autoresearch.yaml").write_text(config)
+    git(root, "commit", "-qam", "seeded evaluator")
+    scripted += [
+        {"model.py": MODEL.replace("Y = 10", "Y = 10  # a comment changes nothing"), "_description": "no-op"},
+        {"model.py": MODEL.replace("X = 3.0", "X = 1.7"), "_description": "real gain"},
+    ]
+    result = invoke(
+        "run", "--agent", "scripted", "--max-experiments", "2", "--tag", "t", "--baseline-runs", "4"
+    )
+    assert result.exit_code == 0, result.output
+    history = ledger(root)
+    got = history.experiments("t")
+    assert len(got[0]["samples"]) == 4 and len(got) == 3  # repeats are samples, never rows
+    assert 0.01 < history.run("t")["noise"] < 0.2
+    assert got[1]["status"] == "discard"
+    assert got[2]["status"] == "keep" and got[2]["gain"] > 1
+    assert len({r["seed"] for r in got}) == 3
+    assert "±0." in invoke("brief").output
+
+
+def test_strict_policy_is_the_original(toy):
+    result = invoke("run", "--agent", "mutate", "--max-experiments", "3", "--accept", "strict", "--tag", "t")
+    assert result.exit_code == 0
+    assert len(rows(toy)[0]["samples"]) == 1
+    assert all(r["extra_runs"] in (None, 0) for r in rows(toy))
