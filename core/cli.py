@@ -212,6 +212,9 @@ def check(budget):
 @click.option("--agent-timeout", type=float, default=1800, show_default=True, help="Seconds per proposal.")
 @click.option("--max-turns", type=int, default=30, show_default=True, help="Tool turns per proposal.")
 @click.option("--memory-limit", type=float, help="MB of resident memory for the evaluator.")
+@click.option(
+    "--log-limit", type=float, help="MB an evaluator may write to its log (a full disk is a crash)."
+)
 @click.option("--no-network", is_flag=True, help="Run the evaluator without network.")
 @scaffold_options
 def run(
@@ -233,6 +236,7 @@ def run(
     agent_timeout,
     max_turns,
     memory_limit,
+    log_limit,
     no_network,
     data,
     preset,
@@ -263,6 +267,7 @@ def run(
         baseline_runs=baseline_runs or (3 if accept == "noise" else 1),
         seed=seed,
         memory_limit_mb=memory_limit,
+        log_limit_mb=log_limit,
         no_network=no_network,
     )
     history = open_history(root)

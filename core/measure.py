@@ -19,6 +19,7 @@ SECRET_ENV = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 SUMMARY_LINE = re.compile(r"^([A-Za-z_][\w.\-]*):\s+(\S.*?)\s*$")
 GRACE_SECONDS = 5.0
 POLL_SECONDS = 0.05
+LOG_FULL = "log file size limit reached (disk full?)"
 
 
 class SummaryError(ValueError):
@@ -252,6 +253,8 @@ class Runner:
         if status == "ok" and proc.returncode != 0:
             status, reason = "crash", _exit_reason(proc.returncode)
         span = (offset, log_path.stat().st_size)
+        if status == "crash" and self.log_limit and span[1] >= self.log_limit:
+            reason = LOG_FULL  # Python ignores SIGXFSZ: the write fails and it exits 1
         return RunResult(status, proc.returncode, seconds, log_path, reason, span)
 
     def _watch(self, proc: subprocess.Popen, deadline: float) -> tuple[str, str | None]:
@@ -282,6 +285,6 @@ def _exit_reason(returncode: int) -> str:
     if returncode < 0:
         name = signal.Signals(-returncode).name
         if name == "SIGXFSZ":
-            return "log file size limit reached (disk full?)"
+            return LOG_FULL
         return f"killed by {name}"
     return f"exit code {returncode}"

@@ -15,7 +15,7 @@ LEDGER = "history.db"
 def scaffold(target_name: str, root: Path, options: dict, echo=print) -> Path:
     """Make ``root`` a workspace for the target: git init, the target's files, a first commit."""
     cls = target_class(target_name)
-    ws = Workspace.create(root)
+    ws = Workspace(root) if cls.in_place else Workspace.create(root)
     if (ws.root / CONFIG_FILE).exists():
         raise WorkspaceError(f"{ws.root} is already a workspace ({CONFIG_FILE} exists)")
     dirty = ws.dirty_paths()
