@@ -1,4 +1,4 @@
-"""The ``command`` agent: any coding-agent CLI (Claude Code, Codex, aider, ...) run in the workspace.
+"""The ``command`` agent: any coding-agent CLI (Claude Code, Codex, aider, ...) in the workspace.
 
 ``--agent-command`` is a shell command run in the workspace root. ``{brief_file}`` in it is
 replaced by the path of a file holding the brief; without it the brief arrives on stdin. The
@@ -113,7 +113,7 @@ class CommandAgent(Agent):
         """The argv to run and the file for its stdin (None: no stdin)."""
         if self.preset:
             if self.preset not in PRESETS:
-                raise FatalAgentError(f"unknown command preset {self.preset!r}: use claude or codex")
+                raise FatalAgentError(f"unknown preset {self.preset!r}: use claude or codex")
             argv = PRESETS[self.preset](self.options)
             if shutil.which(argv[0]) is None:
                 raise FatalAgentError(
@@ -168,7 +168,7 @@ def run(argv: list[str], root: Path, stdin: Path | None, out_dir: Path, timeout:
         try:
             return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise AgentError(f"agent command timed out after {timeout:g} s and was stopped") from None
+            raise AgentError(f"agent command timed out after {timeout:g} s; stopped") from None
         finally:
             # Also reaps what a finished agent left running in the background.
             kill_group(proc.pid, grace=0 if proc.poll() is not None else GRACE_SECONDS)

@@ -34,7 +34,7 @@ class Report:
 def parse_report(stdout: str) -> Report:
     """The report in a CLI's standard output (see the module docstring for the formats)."""
     whole = _json(stdout.strip())
-    if isinstance(whole, dict) and ("result" in whole or "usage" in whole):
+    if isinstance(whole, dict) and whole.get("type", "result") == "result":
         return _claude(whole)
     events = [e for e in map(_json, stdout.splitlines()) if isinstance(e, dict) and "type" in e]
     if any(str(e["type"]).startswith(("turn.", "item.", "thread.")) for e in events):
