@@ -140,6 +140,5 @@ def test_check_measures_without_git_or_ledger(toy):
     assert (
         "status: ok" in result.output and "loss: 1.99" in result.output and "memory_gb: 0.5" in result.output
     )
-    assert "took " in result.output
     assert git(toy, "rev-parse", "HEAD") == head
     assert not (toy / ".autoresearch" / "history.db").exists()
