@@ -15,6 +15,9 @@ from . import hookspecs
 DEFAULT_PLUGINS = (
     "autoresearch.plugins.command",
     "autoresearch.agents.mutate",
+    "autoresearch.agents.anthropic",
+    "autoresearch.agents.command",
+    "autoresearch.agents.openai",
 )
 LOAD_ENV = "AUTORESEARCH_LOAD_PLUGINS"  # comma-separated allow-list; empty loads none
 TRACE_ENV = "AUTORESEARCH_TRACE_HOOKS"  # any value prints every hook call to stderr
