@@ -132,6 +132,7 @@ class Engine:
         self.phase = "idle"
         self.cost = 0.0
         self.descriptions: list[str] | None = None
+        self.last_result = ""
 
     # ---- the run
 
@@ -516,12 +517,15 @@ class Engine:
         return self.descriptions
 
     def _show(self, text: str, clock: bool = False) -> None:
+        """The live line: experiment and phase, incumbent metric, last result (+ elapsed/budget)."""
         incumbent = self.history.incumbent(self.tag)
         best = f" | best {incumbent['metric']:.6g}" if incumbent else ""
-        self.display.set_status(text + best, (time.monotonic(), self.budget) if clock else None)
+        last = f" | last: {self.last_result}" if self.last_result else ""
+        self.display.set_status(text + best + last, (time.monotonic(), self.budget) if clock else None)
 
     def _report(self, row: dict) -> None:
         metric = "—" if row["metric"] is None else f"{row['metric']:.6g}"
+        self.last_result = f"{row['status']} {metric}"
         reason = f" ({row['reason']})" if row["reason"] and row["status"] != "keep" else ""
         self.display.say(
             f"[{row['number']:>3}] {row['status']:<11} {self.target.metric.name}={metric}  "

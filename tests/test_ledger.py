@@ -129,3 +129,16 @@ def test_readers_are_not_blocked_by_a_running_loop(toy):
     finally:
         proc.wait(timeout=60)
     assert proc.returncode == 0
+
+
+def test_check_measures_without_git_or_ledger(toy):
+    from conftest import git
+
+    head = git(toy, "rev-parse", "HEAD")
+    result = invoke("check")
+    assert result.exit_code == 0, result.output
+    assert (
+        "status: ok" in result.output and "loss: 1.99" in result.output and "memory_gb: 0.5" in result.output
+    )
+    assert git(toy, "rev-parse", "HEAD") == head
+    assert not (toy / ".autoresearch" / "history.db").exists()

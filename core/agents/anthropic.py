@@ -8,7 +8,7 @@ from ..agent import Agent, AgentOptions, Brief, FatalAgentError, Proposal
 from ..hookspecs import hookimpl
 from .files import EditableFiles
 from .prompt import RULES, file_context, one_line, split_brief
-from .retry import Backoff, TransientError, call_with_retries, http_failure
+from .retry import CONNECT_SECONDS, Backoff, TransientError, call_with_retries, http_failure
 from .tools import SUBMIT, TOOLS, ToolBox, ToolInputError, string
 from .usage import Usage
 
@@ -103,11 +103,13 @@ class AnthropicAgent(Agent):
                     "(--agent mutate, openai or command)"
                 )
             import anthropic
+            import httpx2
 
+            timeout = self.options.timeout
             self._client = anthropic.Anthropic(
                 api_key=key,
                 base_url=self.options.base_url,
-                timeout=self.options.timeout,
+                timeout=httpx2.Timeout(timeout, connect=min(timeout, CONNECT_SECONDS)),
                 max_retries=0,
             )
         return self._client

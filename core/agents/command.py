@@ -132,13 +132,16 @@ class CommandAgent(Agent):
 
     def check(self, returncode: int, report: Report, stderr: Path) -> None:
         """Raise for a failed run: fatal where no later run can succeed, else this experiment's."""
-        failure = report.error or (log_tail(stderr, 5) if returncode else "")
+        if not returncode and not report.error:
+            return
+        # The CLI's own error report, else the last line it printed (a traceback's last line).
+        lines = log_tail(stderr, 20).splitlines() or report.message.splitlines()
+        failure = one_line(report.error or "") or one_line("\n".join(reversed(lines)))
         if returncode == COMMAND_NOT_FOUND:
-            raise FatalAgentError(f"agent command not found: {one_line(failure)}")
-        if failure and AUTH_FAILURE.search(failure):
-            raise FatalAgentError(f"the agent CLI could not log in: {one_line(failure)}")
-        if returncode or report.error:
-            raise AgentError(f"agent command failed (exit {returncode}): {one_line(failure)}")
+            raise FatalAgentError(f"agent command not found: {failure}")
+        if AUTH_FAILURE.search(failure):
+            raise FatalAgentError(f"the agent CLI could not log in: {failure}")
+        raise AgentError(f"agent command failed (exit {returncode}): {failure}")
 
     def description_of(self, root: Path, report: Report) -> str:
         written = root / DESCRIPTION_FILE

@@ -16,7 +16,7 @@ from ..hookspecs import hookimpl
 from .edits import FORMAT_HELP, apply_edit_blocks, parse_edit_blocks
 from .files import EditableFiles
 from .prompt import RULES, file_context, one_line, split_brief
-from .retry import Backoff, TransientError, call_with_retries, http_failure
+from .retry import CONNECT_SECONDS, Backoff, TransientError, call_with_retries, http_failure
 from .usage import Usage
 
 if TYPE_CHECKING:
@@ -56,7 +56,10 @@ class OpenAIAgent(Agent):
         description, notes = "", []
         key = os.environ.get(KEY_ENV)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        with httpx.Client(timeout=self.options.timeout, headers=headers) as http:
+        timeout = httpx.Timeout(
+            self.options.timeout, connect=min(self.options.timeout, CONNECT_SECONDS)
+        )
+        with httpx.Client(timeout=timeout, headers=headers) as http:
             for _ in range(self.options.max_turns):
                 body = call_with_retries(lambda: self.call(http, messages), self.backoff, SERVICE)
                 add_usage(usage, body.get("usage") or {})

@@ -13,6 +13,7 @@ from ..agent import AgentError, AgentOptions, FatalAgentError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+CONNECT_SECONDS = 10.0  # a black-holed endpoint fails fast and is retried, not awaited for long
 RETRYABLE_STATUS = {408, 409, 429}  # plus every 5xx, which includes Anthropic's 529 "overloaded"
 
 
