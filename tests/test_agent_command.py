@@ -9,8 +9,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from autoresearch.agent import AgentError, AgentOptions, FatalAgentError
 from autoresearch.agents.command import DESCRIPTION_FILE, CommandAgent
+
 from servers.toy import PREPARE, git, make_brief, make_repo
 
 

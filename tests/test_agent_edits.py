@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from autoresearch.agents.edits import EditBlock, apply_edit_blocks, parse_edit_blocks
 from autoresearch.agents.files import EditableFiles, EditError
 

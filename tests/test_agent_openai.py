@@ -5,9 +5,11 @@ from __future__ import annotations
 import socket
 
 import pytest
+
 from autoresearch import pricing
 from autoresearch.agent import AgentError, AgentOptions, FatalAgentError
 from autoresearch.agents.openai import DEFAULT_BASE_URL, DEFAULT_MODEL, OpenAIAgent
+
 from servers.openai_server import OpenAIServer, completion, edit, error
 from servers.scripted import Reply
 from servers.toy import PREPARE, TRAIN, make_brief, make_repo

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from autoresearch import pricing, registry
 from autoresearch.agent import AgentError, AgentOptions, FatalAgentError
 from autoresearch.agents import default_agent_name
