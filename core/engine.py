@@ -28,7 +28,7 @@ from .target import ConfigError, Measurement, Target
 from .workspace import RunLock, Workspace, WorkspaceError
 
 FAULT_ENV = "AUTORESEARCH_FAULT"  # test hook: SIGKILL ourselves at this named point
-MEASUREMENT_FAILURES = ("crash", "timeout", "interrupted")
+MEASUREMENT_FAILURES = ("crash", "timeout", "interrupted", "invalid")  # a failed Measurement's statuses
 
 
 class Interrupted(BaseException):

@@ -34,7 +34,10 @@ class Metric:
 
 @dataclass
 class Measurement:
-    """One evaluator run. ``status`` is ``ok``, ``crash``, ``timeout`` or ``interrupted``."""
+    """One evaluator run. ``status`` is ``ok``, ``crash``, ``timeout``, ``interrupted`` or ``invalid``.
+
+    ``invalid``: the candidate ran but broke the target's rules (a wrong answer); it is never kept.
+    """
 
     status: str
     metric: float | None = None
