@@ -6,16 +6,20 @@ python docs/generate.py --check  # exit 1 if either is stale (run by the tests)
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
 import sqlite_utils
 
+from autoresearch import registry
 from autoresearch.cli import cli
 from autoresearch.history import migrations
 
 DOCS = Path(__file__).parent
+# The reference documents autoresearch itself, not the plugins that happen to be installed.
+os.environ[registry.LOAD_ENV] = ",".join(registry.DEFAULT_PLUGINS)
 
 
 def cli_reference() -> str:
