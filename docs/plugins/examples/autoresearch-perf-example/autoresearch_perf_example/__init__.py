@@ -1,0 +1,69 @@
+"""The perf_example target: make multiply() faster; a wrong answer is never measured."""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+
+from autoresearch import Measurement, Metric, Target, hookimpl
+from autoresearch.measure import SummaryError, read_metric
+
+WORKSPACE_FILES = ("multiply.py", "test_multiply.py", "benchmark.py")
+NO_BYTECODE = {"PYTHONDONTWRITEBYTECODE": "1"}  # no __pycache__ folders in the workspace
+
+
+class PerfExample(Target):
+    name = "perf_example"
+    description = "Make a pure-Python polynomial multiply faster (median CPU ms); wrong answers are invalid."
+    objective = (
+        "Lower runtime_ms, the median CPU time of multiply() in multiply.py on the benchmark input. "
+        "Every test in test_multiply.py must still pass, with the standard library only."
+    )
+
+    def __init__(self):
+        super().__init__(
+            metric=Metric("runtime_ms", "lower"),
+            editable=["multiply.py"],
+            protected=["test_multiply.py", "benchmark.py"],
+            budget=30,
+            overhead=10,
+        )
+
+    @classmethod
+    def scaffold(cls, root: Path, options: dict) -> dict:
+        template = resources.files(__package__) / "workspace"
+        for name in WORKSPACE_FILES:
+            (root / name).write_text((template / name).read_text())
+        return {}
+
+    def evaluate(self, root, runner, budget, seed, log_path) -> Measurement:
+        deadline = budget + self.overhead
+        tests = [sys.executable, "-m", "unittest", "test_multiply"]
+        result = runner.run(tests, root, log_path, deadline, NO_BYTECODE)
+        if result.status == "crash":  # a failing test exits 1: the answer is wrong, never measured
+            reason = f"correctness tests failed: {first_failure(result.output())}"
+            return Measurement("invalid", reason=reason, seconds=result.seconds)
+        if result.status != "ok":
+            return Measurement(result.status, reason=result.reason, seconds=result.seconds)
+        result = runner.run([sys.executable, "benchmark.py"], root, log_path, deadline, NO_BYTECODE)
+        if result.status != "ok":
+            return Measurement(result.status, reason=result.reason, seconds=result.seconds)
+        try:
+            runtime, extras = read_metric(result.output(), self.metric.name)
+        except SummaryError as error:
+            return Measurement("crash", reason=str(error), seconds=result.seconds)
+        return Measurement("ok", runtime, extras, seconds=result.seconds)
+
+
+def first_failure(output: str) -> str:
+    """The first failing test's name from unittest's report, e.g. 'FAIL: test_small_products'."""
+    for line in output.splitlines():
+        if line.startswith(("FAIL:", "ERROR:")):
+            return line.split(" (")[0]
+    return output.strip().splitlines()[-1] if output.strip() else "no output"
+
+
+@hookimpl
+def register_targets(register):
+    register(PerfExample)

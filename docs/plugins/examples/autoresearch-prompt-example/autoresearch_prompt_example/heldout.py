@@ -1,0 +1,53 @@
+"""``autoresearch prompt-example heldout``: a run's baseline and best prompts on the held-out split.
+
+The split never enters the workspace, so no agent has seen it: a prompt that scores well here
+did not just learn train.jsonl by heart.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from autoresearch.config import load_target
+from autoresearch.workspace import Workspace
+from autoresearch.workspaces import open_history, resolve
+
+from . import DATA, KEY_ENV, PromptExample
+
+
+@click.command()
+@click.option("--run", "run_tag", help="Run tag (default: the latest run).")
+def heldout(run_tag):
+    """Score the run's baseline and best prompts on the held-out split the agent never saw."""
+    import anthropic  # here, not at the top: every autoresearch command imports this module
+
+    from .evaluate import accuracy, load, replies
+
+    root = resolve(None, None, {})
+    target = load_target(root)
+    if not isinstance(target, PromptExample):
+        raise click.ClickException(f"{root} is a workspace for target {target.name!r}, not prompt_example")
+    if not os.environ.get(KEY_ENV):
+        raise click.ClickException(f"{KEY_ENV} is not set: scoring calls the Anthropic API; export it first")
+    history = open_history(root)
+    run = history.run(run_tag) if run_tag else history.latest_run()
+    baseline = history.experiments(run["tag"], "baseline") if run else []
+    if not baseline:
+        raise click.ClickException("no measured baseline yet; start with 'autoresearch run prompt_example'")
+    best = history.incumbent(run["tag"])
+
+    items = load(DATA / "heldout.jsonl")
+    client = anthropic.Anthropic(base_url=target.base_url)
+    repo = Workspace(root).repo
+    click.echo(
+        f"run {run['tag']}: the baseline and the best prompt (experiment {best['number']}) "
+        f"on {len(items)} held-out messages"
+    )
+    click.echo("---")
+    for name, row in (("baseline", baseline[0]), ("best", best)):
+        template = (repo.commit(row["commit"]).tree / "prompt.txt").data_stream.read().decode()
+        score = accuracy(replies(template, items, client, target.model), items)
+        click.echo(f"{name}_accuracy:{'':{10 - len(name)}} {row['metric']:.4f}")
+        click.echo(f"{name}_heldout_accuracy: {score:.4f}")
