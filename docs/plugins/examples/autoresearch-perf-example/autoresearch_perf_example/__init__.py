@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from autoresearch import Measurement, Metric, Target, hookimpl
-from autoresearch.measure import SummaryError, read_metric
+from autoresearch.measure import Runner, SummaryError, read_metric
 
 WORKSPACE_FILES = ("multiply.py", "test_multiply.py", "benchmark.py")
 NO_BYTECODE = {"PYTHONDONTWRITEBYTECODE": "1"}  # no __pycache__ folders in the workspace
@@ -37,7 +37,9 @@ class PerfExample(Target):
             (root / name).write_text((template / name).read_text())
         return {}
 
-    def evaluate(self, root, runner, budget, seed, log_path) -> Measurement:
+    def evaluate(
+        self, root: Path, runner: Runner, budget: float, seed: int | None, log_path: Path
+    ) -> Measurement:
         deadline = budget + self.overhead
         tests = [sys.executable, "-m", "unittest", "test_multiply"]
         result = runner.run(tests, root, log_path, deadline, NO_BYTECODE)
@@ -57,11 +59,9 @@ class PerfExample(Target):
 
 
 def first_failure(output: str) -> str:
-    """The first failing test's name from unittest's report, e.g. 'FAIL: test_small_products'."""
-    for line in output.splitlines():
-        if line.startswith(("FAIL:", "ERROR:")):
-            return line.split(" (")[0]
-    return output.strip().splitlines()[-1] if output.strip() else "no output"
+    """The first failing test in unittest's report, e.g. 'FAIL: test_small_products'."""
+    failures = [line.split(" (")[0] for line in output.splitlines() if line.startswith(("FAIL:", "ERROR:"))]
+    return failures[0] if failures else "see the log"
 
 
 @hookimpl
