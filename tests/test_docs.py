@@ -14,6 +14,8 @@ from autoresearch import Brief, Proposal, hookspecs, registry
 from autoresearch.history import History
 from autoresearch.measure import Runner
 
+from conftest import git
+
 ROOT = Path(__file__).parent.parent
 HOOKS_MD = ROOT / "docs" / "plugins" / "hooks.md"
 TUTORIAL = ROOT / "docs" / "plugins" / "tutorial.md"
@@ -131,11 +133,8 @@ def titled_blocks() -> dict[str, str]:
 
 def test_tutorial_shows_every_file_of_the_perf_example_exactly():
     shown = titled_blocks()
-    committed = {
-        str(path.relative_to(PERF_EXAMPLE)): path.read_text()
-        for path in PERF_EXAMPLE.rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts and ".egg-info" not in str(path)
-    }
+    files = git(PERF_EXAMPLE, "ls-files", "--cached", "--others", "--exclude-standard").split()
+    committed = {path: (PERF_EXAMPLE / path).read_text() for path in files}
     assert sorted(shown) == sorted(committed), "the tutorial and docs/plugins/examples differ in files"
     for path, text in committed.items():
         assert shown[path] == text, f"tutorial.md's {path} differs from the committed file"

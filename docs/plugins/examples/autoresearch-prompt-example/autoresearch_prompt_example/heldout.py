@@ -45,9 +45,11 @@ def heldout(run_tag):
         f"run {run['tag']}: the baseline and the best prompt (experiment {best['number']}) "
         f"on {len(items)} held-out messages"
     )
-    click.echo("---")
+    scores = {}
     for name, row in (("baseline", baseline[0]), ("best", best)):
         template = (repo.commit(row["commit"]).tree / "prompt.txt").data_stream.read().decode()
-        score = accuracy(replies(template, items, client, target.model), items)
-        click.echo(f"{name}_accuracy:{'':{10 - len(name)}} {row['metric']:.4f}")
-        click.echo(f"{name}_heldout_accuracy: {score:.4f}")
+        scores[f"{name}_accuracy"] = row["metric"]
+        scores[f"{name}_heldout_accuracy"] = accuracy(replies(template, items, client, target.model), items)
+    click.echo("---")
+    for key, value in scores.items():
+        click.echo(f"{key + ':':<27}{value:.4f}")
