@@ -3,6 +3,8 @@
 import json
 from importlib import resources
 
+from click.testing import CliRunner
+
 from autoresearch.cli import cli
 from autoresearch.history import History
 
@@ -32,7 +34,7 @@ def test_both_examples_are_listed_as_targets_and_plugins():
 def test_mutate_makes_perf_example_faster(tmp_path):
     workspace = tmp_path / "perf"
     run = ("run", "perf_example", "--workspace", str(workspace), "--tag", "t")
-    result = invoke(*run, "--agent", "mutate", "--max-experiments", "5")
+    result = CliRunner().invoke(cli, [*run, "--agent", "mutate", "--max-experiments", "5"])
     assert result.exit_code == 0, result.output
     assert {"multiply.py", "test_multiply.py", "benchmark.py"} <= set(git(workspace, "ls-files").split())
     rows = ledger_rows(workspace)

@@ -33,9 +33,11 @@ def heldout(run_tag):
         raise click.ClickException(f"{KEY_ENV} is not set: scoring calls the Anthropic API; export it first")
     history = open_history(root)
     run = history.run(run_tag) if run_tag else history.latest_run()
-    baseline = history.experiments(run["tag"], "baseline") if run else []
+    if run is None:
+        raise click.ClickException(f"no run {run_tag!r} here" if run_tag else "no run yet; start one first")
+    baseline = history.experiments(run["tag"], "baseline")
     if not baseline:
-        raise click.ClickException("no measured baseline yet; start with 'autoresearch run prompt_example'")
+        raise click.ClickException(f"run {run['tag']} has no measured baseline yet")
     best = history.incumbent(run["tag"])
 
     items = load(DATA / "heldout.jsonl")
