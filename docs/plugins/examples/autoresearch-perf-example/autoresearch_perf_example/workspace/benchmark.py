@@ -11,7 +11,7 @@ import timeit
 
 from multiply import multiply
 
-SIZE = 256  # coefficients in each operand
+SIZE = 300  # coefficients in each operand; not a power of two, so the recursion meets many sizes
 REPEATS = 7  # timed runs; the median is reported
 
 
