@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 
 import pytest
+
 from autoresearch import pricing
 from autoresearch.agent import AgentError, AgentOptions, FatalAgentError
 from autoresearch.agents.anthropic import DEFAULT_MODEL, AnthropicAgent
+
 from servers.messages_server import (
     MessagesServer,
     cut_stream,

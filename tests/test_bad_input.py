@@ -70,6 +70,6 @@ def test_baseline_failure_stops_with_a_pointer_to_the_log(tmp_path, monkeypatch)
         "init", "command", "--edit", "model.py", "--run", f"{sys.executable} evaluate.py", "--metric", "loss"
     )
     result = invoke("run", "--agent", "mutate", "--tag", "t")
-    assert result.exit_code == 0
+    assert result.exit_code == 1
     assert "the baseline failed (crash: no 'loss:' line after a '---' line" in result.output
     assert History(root / ".autoresearch" / "history.db").pending("t") is None
