@@ -209,7 +209,20 @@ def check(budget):
 @click.option("--model", help="Model for LLM agents.")
 @click.option("--base-url", help="API base URL for LLM agents.")
 @click.option("--agent-command", help="Command for the command agent ({brief_file} is replaced).")
-@click.option("--agent-timeout", type=float, default=1800, show_default=True, help="Seconds per proposal.")
+@click.option(
+    "--agent-timeout",
+    type=float,
+    default=1800,
+    show_default=True,
+    help="Seconds per proposal (command agent) or per API request (LLM agents).",
+)
+@click.option(
+    "--api-retry-seconds",
+    type=float,
+    default=900,
+    show_default=True,
+    help="How long LLM agents retry rate limits, overloads and dropped connections.",
+)
 @click.option("--max-turns", type=int, default=30, show_default=True, help="Tool turns per proposal.")
 @click.option("--memory-limit", type=float, help="MB of resident memory for the evaluator.")
 @click.option(
@@ -234,6 +247,7 @@ def run(
     base_url,
     agent_command,
     agent_timeout,
+    api_retry_seconds,
     max_turns,
     memory_limit,
     log_limit,
@@ -244,18 +258,28 @@ def run(
 ):
     """Run the ratchet on TARGET (or the current workspace) until a limit or Ctrl-C."""
     from .agent import AgentOptions
+    from .agents import default_agent_name
     from .config import load_target
     from .display import Display
     from .engine import Engine, RunOptions, default_tag
+    from .pricing import DEFAULT_MAX_COST_USD
     from .workspace import Workspace
 
     root = resolve(target, workspace, collect_options(extra, data=data, preset=preset), echo=click.echo)
-    agent_cls = _agent_class(agent_name)
-    agent = agent_cls(
-        AgentOptions(
-            model=model, base_url=base_url, command=agent_command, timeout=agent_timeout, max_turns=max_turns
-        )
+    agent_options = AgentOptions(
+        model=model,
+        base_url=base_url,
+        command=agent_command,
+        timeout=agent_timeout,
+        max_turns=max_turns,
+        extra={"retry_seconds": api_retry_seconds},
     )
+    announcement = None
+    if agent_name is None:
+        agent_name, announcement = default_agent_name(os.environ)
+        if agent_name == "anthropic" and max_cost is None:
+            max_cost = DEFAULT_MAX_COST_USD
+    agent = _agent_class(agent_name)(agent_options)
     options = RunOptions(
         tag=tag or default_tag(),
         budget=budget,
@@ -280,18 +304,20 @@ def run(
         options,
         observer=lambda run, experiment: pm.hook.experiment_finished(run=run, experiment=experiment),
     )
+    click.echo(announcement or agent.announce(), err=True)
     try:
         with Display() as display:
             engine.display = display
-            engine.run()
+            summary = engine.run()
     except KeyboardInterrupt:  # before the engine took over the signal: nothing was in flight
         click.echo("interrupted", err=True)
+        return
+    if summary.error:
+        raise SystemExit(1)
 
 
-def _agent_class(name: str | None):
+def _agent_class(name: str):
     known = registry.agents()
-    if name is None:
-        name = "anthropic" if os.environ.get("ANTHROPIC_API_KEY") and "anthropic" in known else "mutate"
     if name not in known:
         raise ConfigError(f"unknown agent {name!r}; known agents: {', '.join(known)}")
     return known[name]

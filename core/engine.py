@@ -73,6 +73,7 @@ class Summary:
     baseline: float | None = None
     best: float | None = None
     stopped_because: str = ""
+    error: str | None = None  # the run stopped on a problem the user must fix
 
     def lines(self, metric: str) -> list[str]:
         out = [f"run {self.tag}: {self.experiments} experiments, {self.kept} kept"]
@@ -155,7 +156,7 @@ class Engine:
         except Interrupted:
             summary.stopped_because = "interrupted by the user"
         except StopRun as stop:
-            summary.stopped_because = str(stop)
+            summary.stopped_because = summary.error = str(stop)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -188,7 +189,6 @@ class Engine:
             self.display.say(f"run {self.tag}: branch {self.branch}, target {self.target.name}")
         else:
             self.display.say(f"resuming run {self.tag} on branch {self.branch}")
-        self.display.say(self.agent.announce())
 
     def _resume(self) -> None:
         """Put git back at the incumbent after a kill, finishing a decided experiment."""
@@ -321,6 +321,7 @@ class Engine:
             if proposal.note and not change.paths:
                 reason = f"{reason} ({proposal.note})"
             return self._discard(row | {"status": "invalid", "reason": reason})
+        row["_note"] = proposal.note
         commit = self.ws.commit_files(
             f"experiment {number}: {proposal.description or 'no description'}", change.paths
         )
@@ -444,6 +445,9 @@ class Engine:
 
     def _record(self, row: dict) -> dict:
         row = dict(row)
+        note = row.pop("_note", None)
+        if note:  # e.g. the agent's changes outside the editable files were reverted
+            row["reason"] = f"{row['reason']}; agent: {note}" if row["reason"] else f"agent: {note}"
         started = row.pop("_started", None)
         if started is not None:
             row["total_seconds"] = time.monotonic() - started

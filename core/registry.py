@@ -19,7 +19,7 @@ DEFAULT_PLUGINS = (
     "autoresearch.agents.command",
     "autoresearch.agents.openai",
 )
-LOAD_ENV = "AUTORESEARCH_LOAD_PLUGINS"  # comma-separated allow-list; empty loads none
+LOAD_ENV = "AUTORESEARCH_LOAD_PLUGINS"  # comma-separated module or entry-point names; empty: none
 TRACE_ENV = "AUTORESEARCH_TRACE_HOOKS"  # any value prints every hook call to stderr
 
 
@@ -30,7 +30,7 @@ def build_manager() -> pluggy.PluginManager:
     allowed = os.environ.get(LOAD_ENV)
     allow = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
     for name in DEFAULT_PLUGINS:
-        if allow is None or name in allow or name.rsplit(".", 1)[-1] in allow:
+        if allow is None or name in allow:
             pm.register(importlib.import_module(name), name)
     if allow is None:
         pm.load_setuptools_entrypoints("autoresearch")

@@ -64,26 +64,36 @@ def make_repo(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-@pytest.fixture
-def toy(tmp_path, monkeypatch) -> Path:
-    """A git repo with a toy model and evaluator, set up as a command-target workspace (cwd)."""
-    root = make_repo(tmp_path / "toy", {"model.py": MODEL, "evaluate.py": EVALUATE})
-    monkeypatch.chdir(root)
-    result = invoke(
-        "init",
-        "command",
-        "--edit",
-        "model.py",
-        "--protect",
-        "evaluate.py",
-        "--run",
-        f"{sys.executable} evaluate.py",
-        "--metric",
-        "loss",
-        "--budget",
-        "20",
+def command_workspace(root: Path, evaluate: str, budget: int = 20, **extra_files: str) -> Path:
+    """A git repo with the toy model and ``evaluate``, made a command-target workspace."""
+    make_repo(root, {"model.py": MODEL, "evaluate.py": evaluate, **extra_files})
+    result = CliRunner().invoke(
+        cli,
+        [
+            "init",
+            "command",
+            "--edit",
+            "model.py",
+            "--protect",
+            "evaluate.py",
+            "--metric",
+            "loss",
+            "--run",
+            f"{sys.executable} evaluate.py",
+            "--budget",
+            str(budget),
+            str(root),
+        ],
     )
     assert result.exit_code == 0, result.output
+    return root
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch) -> Path:
+    """The toy command-target workspace, as the current directory."""
+    root = command_workspace(tmp_path / "toy", EVALUATE)
+    monkeypatch.chdir(root)
     return root
 
 

@@ -94,17 +94,13 @@ def test_edits_outside_the_editable_files_are_reverted(repo, tmp_path):
     print("made the data easier")
 """,
     )
-    proposal = CommandAgent(AgentOptions(command=command_for(agent_script))).propose(
-        make_brief(repo)
-    )
+    proposal = CommandAgent(AgentOptions(command=command_for(agent_script))).propose(make_brief(repo))
 
     assert (repo / "prepare.py").read_text() == PREPARE
     assert not (repo / "notes.txt").exists() and not (repo / "sub/new.py").exists()
     assert (repo / "scratch.txt").exists()
     assert "LEARNING_RATE = 0.05" in (repo / "train.py").read_text()
-    assert proposal.note == (
-        "reverted changes outside the editable files: notes.txt, prepare.py, sub/new.py"
-    )
+    assert proposal.note == ("reverted changes outside the editable files: notes.txt, prepare.py, sub/new.py")
 
 
 def test_commits_made_by_the_agent_are_undone(repo, tmp_path):
@@ -119,9 +115,7 @@ def test_commits_made_by_the_agent_are_undone(repo, tmp_path):
     print("lower lr")
 """,
     )
-    proposal = CommandAgent(AgentOptions(command=command_for(agent_script))).propose(
-        make_brief(repo)
-    )
+    proposal = CommandAgent(AgentOptions(command=command_for(agent_script))).propose(make_brief(repo))
     assert git(repo, "rev-parse", "HEAD") == head
     assert "LEARNING_RATE = 0.05" in (repo / "train.py").read_text()
     assert proposal.note.startswith("undid the agent's commits")
@@ -168,9 +162,7 @@ def test_a_json_usage_report_is_parsed(repo, tmp_path):
         },
     }
     agent_script = script(tmp_path, EDIT, f"\nprint({json.dumps(json.dumps(report))})\n")
-    proposal = CommandAgent(AgentOptions(command=command_for(agent_script))).propose(
-        make_brief(repo)
-    )
+    proposal = CommandAgent(AgentOptions(command=command_for(agent_script))).propose(make_brief(repo))
     assert proposal.description == "Halved the learning rate."
     assert (proposal.input_tokens, proposal.output_tokens) == (12, 800)
     assert (proposal.cache_write_tokens, proposal.cache_read_tokens) == (5000, 20000)

@@ -119,8 +119,7 @@ def test_blocks_are_applied_and_failures_reported(files):
     errors = apply_edit_blocks(blocks, files)
     assert errors == [
         "block 2 (train.py): train.py already has content; quote the lines to replace",
-        "block 4 (prepare.py): refused: prepare.py is not editable; "
-        "editable files: src/new.py, train.py",
+        "block 4 (prepare.py): refused: prepare.py is not editable; editable files: src/new.py, train.py",
         "block 5 (no path): no file path on the line before <<<<<<< SEARCH",
     ]
     assert files.read("train.py") == "a = 1\nb = 3\na = 1\n"

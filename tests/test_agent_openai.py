@@ -91,9 +91,7 @@ def test_a_failed_block_is_sent_back_with_the_current_file(repo, server):
 
 
 def test_blocks_for_protected_files_are_refused(repo, server):
-    server.play(
-        completion("DESCRIPTION: easier data\n" + edit("prepare.py", "DATA = 'fixed'\n", ""))
-    )
+    server.play(completion("DESCRIPTION: easier data\n" + edit("prepare.py", "DATA = 'fixed'\n", "")))
     proposal = make_agent(server, max_turns=1).propose(make_brief(repo))
     assert (repo / "prepare.py").read_text() == PREPARE
     assert "refused: prepare.py is not editable" in proposal.note
@@ -105,9 +103,7 @@ def test_replies_without_blocks_end_without_a_change(repo, server):
     proposal = make_agent(server, max_turns=2).propose(make_brief(repo))
     assert len(server.requests) == 2
     assert proposal.description == "I would lower the learning rate."
-    assert proposal.note == (
-        "the reply had no complete SEARCH/REPLACE block; no editable file was changed"
-    )
+    assert proposal.note == ("the reply had no complete SEARCH/REPLACE block; no editable file was changed")
     assert (repo / "train.py").read_text() == TRAIN
 
 
@@ -142,9 +138,7 @@ def test_a_server_that_is_not_running_becomes_an_agent_error(repo):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    options = AgentOptions(
-        base_url=f"http://127.0.0.1:{port}/v1", extra={**FAST, "retry_seconds": 0.2}
-    )
+    options = AgentOptions(base_url=f"http://127.0.0.1:{port}/v1", extra={**FAST, "retry_seconds": 0.2})
     with pytest.raises(AgentError, match="connection failed"):
         OpenAIAgent(options).propose(make_brief(repo))
 

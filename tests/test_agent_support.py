@@ -44,9 +44,7 @@ def test_retries_until_success_then_until_the_time_is_spent():
     def down():
         raise TransientError("HTTP 503: unavailable")
 
-    with pytest.raises(
-        AgentError, match=r"API: HTTP 503: unavailable \(gave up after \d+ attempts"
-    ):
+    with pytest.raises(AgentError, match=r"API: HTTP 503: unavailable \(gave up after \d+ attempts"):
         call_with_retries(down, Backoff(seconds=0.05, base=0.001, cap=0.01), "API")
 
 
@@ -76,10 +74,7 @@ def test_costs_come_from_the_price_table():
     expected = (1e6 * price.input + 2e6 * price.output + 3e6 * price.cache_write) / 1e6
     assert pricing.cost_usd("claude-sonnet-5-5", 1_000_000, 2_000_000, 3_000_000) == expected
     dated = pricing.cost_usd("claude-haiku-4-5-20251001", 1_000_000, 0, 0, 1_000_000)
-    assert (
-        dated
-        == pricing.PRICES["claude-haiku-4-5"].input + pricing.PRICES["claude-haiku-4-5"].cache_read
-    )
+    assert dated == pricing.PRICES["claude-haiku-4-5"].input + pricing.PRICES["claude-haiku-4-5"].cache_read
 
 
 def test_an_unpriced_model_warns_once_per_process(monkeypatch, caplog):
@@ -119,11 +114,11 @@ def test_codex_failures_are_errors():
 
 
 def test_the_bundled_agents_register(monkeypatch):
-    monkeypatch.setenv(registry.LOAD_ENV, "anthropic,command,openai")
-    found = {}
-    registry.build_manager().hook.register_agents(
-        register=lambda cls: found.update({cls.name: cls})
+    monkeypatch.setenv(
+        registry.LOAD_ENV, ",".join(f"autoresearch.agents.{n}" for n in ("anthropic", "command", "openai"))
     )
+    found = {}
+    registry.build_manager().hook.register_agents(register=lambda cls: found.update({cls.name: cls}))
     assert set(found) == {"anthropic", "command", "openai"}
     for cls in found.values():
         assert cls.description and "\n" not in cls().announce()

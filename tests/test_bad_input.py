@@ -70,6 +70,20 @@ def test_baseline_failure_stops_with_a_pointer_to_the_log(tmp_path, monkeypatch)
         "init", "command", "--edit", "model.py", "--run", f"{sys.executable} evaluate.py", "--metric", "loss"
     )
     result = invoke("run", "--agent", "mutate", "--tag", "t")
-    assert result.exit_code == 0
+    assert result.exit_code == 1
     assert "the baseline failed (crash: no 'loss:' line after a '---' line" in result.output
     assert History(root / ".autoresearch" / "history.db").pending("t") is None
+
+
+def test_reseeding_is_flagged_when_the_harness_owns_the_seed(toy, scripted):
+    from conftest import git
+
+    (toy / "autoresearch.yaml").write_text((toy / "autoresearch.yaml").read_text() + "seed: true\n")
+    git(toy, "commit", "-qam", "the harness seeds the evaluator")
+    scripted.append({"model.py": "import random\nrandom.seed(1234)\n" + MODEL, "_description": "lucky seed"})
+    invoke("run", "--agent", "scripted", "--max-experiments", "1", "--tag", "t")
+    got = rows(toy)[1]
+    assert (got["status"], got["reason"]) == (
+        "invalid",
+        "changes the random seed; the harness sets it (AUTORESEARCH_SEED)",
+    )

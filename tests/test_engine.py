@@ -4,7 +4,7 @@ import json
 
 from autoresearch.history import History
 
-from conftest import MODEL, git, invoke
+from conftest import MODEL, command_workspace, git, invoke
 
 
 def ledger(root):
@@ -168,15 +168,8 @@ print(f"loss: {model.score() + rng.gauss(0, 0.05):.6f}")
 
 
 def test_noise_aware_run_samples_and_confirms(tmp_path, monkeypatch, scripted):
-    import sys
-
-    from conftest import make_repo
-
-    root = make_repo(tmp_path / "noisy", {"model.py": MODEL, "evaluate.py": NOISY_EVALUATE})
+    root = command_workspace(tmp_path / "noisy", NOISY_EVALUATE)
     monkeypatch.chdir(root)
-    invoke(
-        "init", "command", "--edit", "model.py", "--run", f"{sys.executable} evaluate.py", "--metric", "loss"
-    )
     config = (root / "autoresearch.yaml").read_text() + "seed: true\n"
     (root / "autoresearch.yaml").write_text(config)
     git(root, "commit", "-qam", "seeded evaluator")

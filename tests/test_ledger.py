@@ -5,6 +5,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import sqlite_utils
@@ -142,3 +143,20 @@ def test_check_measures_without_git_or_ledger(toy):
     )
     assert git(toy, "rev-parse", "HEAD") == head
     assert not (toy / ".autoresearch" / "history.db").exists()
+
+
+def test_ledger_opens_with_the_sqlite_utils_cli(toy):
+    import shutil
+
+    invoke("run", "--agent", "mutate", "--max-experiments", "2", "--tag", "t")
+    exe = shutil.which("sqlite-utils", path=str(Path(sys.executable).parent)) or shutil.which("sqlite-utils")
+    db = str(toy / ".autoresearch" / "history.db")
+    tables = subprocess.run([exe, "tables", db], capture_output=True, text=True, check=True).stdout
+    assert "experiments" in tables and "runs" in tables
+    out = subprocess.run(
+        [exe, "rows", db, "experiments", "-c", "number", "-c", "status"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(out)[0] == {"number": 0, "status": "baseline"}

@@ -34,7 +34,6 @@ def test_allow_list_limits_loading(monkeypatch):
     monkeypatch.setenv("AUTORESEARCH_LOAD_PLUGINS", "")
     registry.get_manager.cache_clear()
     assert registry.targets() == {} and registry.agents() == {}
-    # the full module name: the short name "command" also matches the command agent
     monkeypatch.setenv("AUTORESEARCH_LOAD_PLUGINS", "autoresearch.plugins.command")
     registry.get_manager.cache_clear()
     assert list(registry.targets()) == ["command"] and registry.agents() == {}

@@ -11,7 +11,7 @@ import pytest
 from autoresearch.history import History
 from autoresearch.measure import pid_alive
 
-from conftest import MODEL, git, invoke, make_repo
+from conftest import command_workspace, git, invoke
 
 # The evaluator starts a grandchild (to check that none is orphaned) and waits while a file exists.
 EVALUATE = """\
@@ -32,25 +32,8 @@ KILL_POINTS = ["propose", "edited", "committed", "measuring", "measured", "reset
 
 @pytest.fixture
 def ws(tmp_path, monkeypatch):
-    root = make_repo(
-        tmp_path / "ws", {"model.py": MODEL, "evaluate.py": EVALUATE, ".gitignore": ".pids\n.slow\n"}
-    )
+    root = command_workspace(tmp_path / "ws", EVALUATE, budget=60, **{".gitignore": ".pids\n.slow\n"})
     monkeypatch.chdir(root)
-    result = invoke(
-        "init",
-        "command",
-        "--edit",
-        "model.py",
-        "--protect",
-        "evaluate.py",
-        "--run",
-        f"{sys.executable} evaluate.py",
-        "--metric",
-        "loss",
-        "--budget",
-        "60",
-    )
-    assert result.exit_code == 0, result.output
     return root
 
 

@@ -63,9 +63,7 @@ class AnthropicAgent(Agent):
         text, submitted = "", None
         ending = f"stopped after {self.options.max_turns} turns without submit"
         for _ in range(self.options.max_turns):
-            message = call_with_retries(
-                lambda: self.call(client, system, messages), self.backoff, SERVICE
-            )
+            message = call_with_retries(lambda: self.call(client, system, messages), self.backoff, SERVICE)
             u = message.usage
             usage.add(
                 u.input_tokens,
@@ -74,8 +72,7 @@ class AnthropicAgent(Agent):
                 u.cache_read_input_tokens,
             )
             content = [
-                block.to_dict(mode="json", exclude_none=True, warnings=False)
-                for block in message.content
+                block.to_dict(mode="json", exclude_none=True, warnings=False) for block in message.content
             ]
             messages.append({"role": "assistant", "content": content})
             text = "".join(b.text for b in message.content if b.type == "text") or text
@@ -168,9 +165,7 @@ def run_calls(calls: list, toolbox: ToolBox, truncated: bool) -> tuple[list[dict
             submitted = submitted if failed else reply
         else:
             reply, failed = toolbox.run(call.name, call.input)
-        results.append(
-            {"type": "tool_result", "tool_use_id": call.id, "content": reply, "is_error": failed}
-        )
+        results.append({"type": "tool_result", "tool_use_id": call.id, "content": reply, "is_error": failed})
     return results, submitted
 
 

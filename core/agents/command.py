@@ -116,9 +116,7 @@ class CommandAgent(Agent):
                 raise FatalAgentError(f"unknown preset {self.preset!r}: use claude or codex")
             argv = PRESETS[self.preset](self.options)
             if shutil.which(argv[0]) is None:
-                raise FatalAgentError(
-                    f"{argv[0]} is not on PATH: install it, or give --agent-command '...'"
-                )
+                raise FatalAgentError(f"{argv[0]} is not on PATH: install it, or give --agent-command '...'")
             return argv, brief_file
         command = self.options.command
         if not command:

@@ -59,9 +59,7 @@ def restore(root: Path, before: Snapshot, editable: list[str]) -> tuple[list[str
         return [], undone
     in_head = set()
     if before.head:
-        in_head = set(
-            git(root, "ls-tree", "-r", "-z", "--name-only", "HEAD", "--", *outside).split("\0")
-        )
+        in_head = set(git(root, "ls-tree", "-r", "-z", "--name-only", "HEAD", "--", *outside).split("\0"))
     tracked = [path for path in outside if path in in_head]
     new = [path for path in outside if path not in in_head]
     if tracked:

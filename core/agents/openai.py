@@ -56,9 +56,7 @@ class OpenAIAgent(Agent):
         description, notes = "", []
         key = os.environ.get(KEY_ENV)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        timeout = httpx.Timeout(
-            self.options.timeout, connect=min(self.options.timeout, CONNECT_SECONDS)
-        )
+        timeout = httpx.Timeout(self.options.timeout, connect=min(self.options.timeout, CONNECT_SECONDS))
         with httpx.Client(timeout=timeout, headers=headers) as http:
             for _ in range(self.options.max_turns):
                 body = call_with_retries(lambda: self.call(http, messages), self.backoff, SERVICE)

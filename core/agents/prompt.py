@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ..brief import VOLATILE_MARKER
 from .files import EditableFiles, EditError
 
-VOLATILE_MARKER = "<!-- volatile -->"  # the brief renderer puts history and failures below it
 CONTEXT_CHARS = 60_000  # file context included in a prompt, all files together
 
 RULES = """\
@@ -24,9 +24,7 @@ def split_brief(text: str) -> tuple[str, str]:
     return (stable.rstrip(), volatile.strip()) if marker else (text.rstrip(), "")
 
 
-def file_context(
-    files: EditableFiles, paths: list[str], brief_text: str, limit: int = CONTEXT_CHARS
-) -> str:
+def file_context(files: EditableFiles, paths: list[str], brief_text: str, limit: int = CONTEXT_CHARS) -> str:
     """``paths`` as fenced text, skipping any the brief already shows verbatim, within ``limit``."""
     parts = []
     for path in paths:

@@ -66,9 +66,7 @@ def _codex(events: list[dict]) -> Report:
         if kind == "turn.completed":
             usage = event.get("usage") or {}
             cached = usage.get("cached_input_tokens") or 0
-            report.usage.add(
-                (usage.get("input_tokens") or 0) - cached, usage.get("output_tokens"), 0, cached
-            )
+            report.usage.add((usage.get("input_tokens") or 0) - cached, usage.get("output_tokens"), 0, cached)
         elif kind == "item.completed":
             item = event.get("item") or {}
             if item.get("type", item.get("item_type")) in ("agent_message", "assistant_message"):

@@ -84,8 +84,7 @@ def http_failure(status: int, detail: str, headers, service: str, key_env: str) 
         return FatalAgentError(f"{service} rejected the key (HTTP {status}): check {key_env}")
     if status == 404:
         return FatalAgentError(
-            f"{service} has no such model or endpoint (HTTP 404: {detail}): "
-            "check --model and --base-url"
+            f"{service} has no such model or endpoint (HTTP 404: {detail}): check --model and --base-url"
         )
     if status in RETRYABLE_STATUS or status >= 500:
         return TransientError(f"HTTP {status}: {detail}", retry_after_seconds(headers))

@@ -112,9 +112,7 @@ class ToolBox:
         return (shown or "(no lines in that range)") + more
 
     def _replace_in_file(self, args: dict) -> str:
-        path = self.files.replace(
-            string(args, "path"), string(args, "old_text"), string(args, "new_text")
-        )
+        path = self.files.replace(string(args, "path"), string(args, "old_text"), string(args, "new_text"))
         return f"replaced 1 occurrence in {path}"
 
     def _write_file(self, args: dict) -> str:

@@ -35,9 +35,7 @@ def message(
     cache_read: int = 0,
 ):
     """An assistant turn, answered as JSON or as an event stream, as the request asks."""
-    stop_reason = stop_reason or (
-        "tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn"
-    )
+    stop_reason = stop_reason or ("tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn")
     usage = {
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
@@ -65,9 +63,7 @@ def message(
 
 def _events(body: dict, blocks: tuple[dict, ...], usage: dict) -> list[tuple[str, object]]:
     start = {**body, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
-    events: list[tuple[str, object]] = [
-        ("message_start", {"type": "message_start", "message": start})
-    ]
+    events: list[tuple[str, object]] = [("message_start", {"type": "message_start", "message": start})]
     events.append(("ping", {"type": "ping"}))
     for index, block in enumerate(blocks):
         if block["type"] == "text":

@@ -40,15 +40,11 @@ def make_repo(root: Path) -> Path:
 
 def git(root: Path, *args: str) -> str:
     identity = ["-c", "user.name=test", "-c", "user.email=test@example.com"]
-    done = subprocess.run(
-        ["git", *identity, *args], cwd=root, capture_output=True, text=True, check=True
-    )
+    done = subprocess.run(["git", *identity, *args], cwd=root, capture_output=True, text=True, check=True)
     return done.stdout
 
 
-def make_brief(
-    root: Path, volatile: str = "Last failure: none.", last_log: Path | None = None
-) -> Brief:
+def make_brief(root: Path, volatile: str = "Last failure: none.", last_log: Path | None = None) -> Brief:
     text = (
         "# Objective\nLower the loss printed by train.py.\n\n## train.py\n```\n"
         + TRAIN
