@@ -29,8 +29,8 @@ def build_manager() -> pluggy.PluginManager:
     pm.add_hookspecs(hookspecs)
     allowed = os.environ.get(LOAD_ENV)
     allow = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
-    for name in DEFAULT_PLUGINS:
-        if allow is None or name in allow:
+    for name in DEFAULT_PLUGINS:  # by module or short name: "mutate", "autoresearch.agents.mutate"
+        if allow is None or name in allow or name.rsplit(".", 1)[-1] in allow:
             pm.register(importlib.import_module(name), name)
     if allow is None:
         pm.load_setuptools_entrypoints("autoresearch")
