@@ -14,6 +14,7 @@ from . import hookspecs
 DEFAULT_PLUGINS = (
     "autoresearch.plugins.command",
     "autoresearch.agents.mutate",
+    "autoresearch.plugins.nanochat_bpb",
 )
 LOAD_ENV = "AUTORESEARCH_LOAD_PLUGINS"  # comma-separated allow-list; empty loads none
 TRACE_ENV = "AUTORESEARCH_TRACE_HOOKS"  # any value prints every hook call to stderr
