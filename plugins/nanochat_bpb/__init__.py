@@ -49,12 +49,12 @@ PRESETS = {
         "eval_seconds": 180,
     },
     "cpu": {
-        "settings": {"MAX_SEQ_LEN": 256, "VOCAB_SIZE": 4096, "EVAL_TOKENS": 2**18,
+        "settings": {"MAX_SEQ_LEN": 256, "VOCAB_SIZE": 4096, "EVAL_TOKENS": 2**17,
                      "EVAL_BATCH_SIZE": 16, "NUM_TRAIN_SHARDS": 1},
         "train": {"DEPTH": 2, "HEAD_DIM": 64, "TOTAL_BATCH_SIZE": 2**12, "DEVICE_BATCH_SIZE": 16,
                   "COMPILE": False},
         "startup_seconds": 60,
-        "eval_seconds": 60,
+        "eval_seconds": 90,
     },
 }
 
@@ -85,6 +85,16 @@ def read_constants(source: str) -> dict:
     return constants
 
 
+def literal(value) -> str:
+    """Source text of a constant, written as the templates write them: double-quoted strings,
+    and large powers of two as ``2**k`` (as the original writes its batch sizes)."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if type(value) is int and value >= 1024 and value & (value - 1) == 0:
+        return f"2**{value.bit_length() - 1}"
+    return repr(value)
+
+
 def set_constants(source: str, values: dict) -> str:
     """``source`` with each ``NAME = value`` line of ``values`` rewritten, aligned comment kept."""
     for name, value in values.items():
@@ -92,8 +102,7 @@ def set_constants(source: str, values: dict) -> str:
         match = pattern.search(source)
         if match is None:
             raise KeyError(name)
-        literal = json.dumps(value) if isinstance(value, str) else repr(value)  # "..." as above
-        line = f"{name} = {literal}"
+        line = f"{name} = {literal(value)}"
         comment = match.group("comment")
         if comment:
             column = match.start("comment") - match.start() + len(comment) - len(comment.lstrip())

@@ -558,8 +558,7 @@ def refuse_validation_reads() -> None:
 
 def launch_training(train_path: Path, budget: float, report_path: Path) -> None:
     """Run train.py as __main__ with TIME_BUDGET = ``budget``; check it kept to it."""
-    global TIME_BUDGET
-    TIME_BUDGET = budget
+    importlib.import_module("prepare").TIME_BUDGET = budget  # the copy train.py imports
     refuse_validation_reads()
     started = time.time()
     runpy.run_path(str(train_path), run_name="__main__")
@@ -729,7 +728,8 @@ def prepare() -> None:
 
 
 def main() -> None:
-    sys.modules.setdefault("prepare", sys.modules[__name__])  # train.py's `import prepare` is us
+    # train.py's `import prepare` loads a copy of this file as its own module: whatever it
+    # changes there, this process's launcher and evaluator (module __main__) do not see.
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command")
     train = commands.add_parser("train", help="run train.py under the budget (the launcher)")
