@@ -12,6 +12,7 @@ import ast
 import importlib.resources
 import importlib.util
 import json
+import operator
 import re
 import subprocess
 import sys
@@ -34,14 +35,14 @@ HUB_PROBE_SECONDS = 3.0
 # that differ from the template, which holds the original's), and the seconds the kill deadline
 # adds to the budget for start-up (incl. compilation and the untimed first steps) and evaluation.
 PRESETS = {
-    "gpu-large": {
+    "gpu": {
         "settings": {"MAX_SEQ_LEN": 2048, "VOCAB_SIZE": 8192, "EVAL_TOKENS": 40 * 524288,
                      "EVAL_BATCH_SIZE": 32, "NUM_TRAIN_SHARDS": 10},
         "train": {},
         "startup_seconds": 180,
         "eval_seconds": 180,
     },
-    "gpu-small": {
+    "small-gpu": {
         "settings": {"MAX_SEQ_LEN": 1024, "VOCAB_SIZE": 8192, "EVAL_TOKENS": 10 * 524288,
                      "EVAL_BATCH_SIZE": 16, "NUM_TRAIN_SHARDS": 4},
         "train": {"DEPTH": 6, "TOTAL_BATCH_SIZE": 2**17, "DEVICE_BATCH_SIZE": 32},
@@ -65,15 +66,14 @@ PRESETS = {
 def _value(node: ast.expr):
     """A constant expression's value: literals and arithmetic on them (``40 * 524288``)."""
     if isinstance(node, ast.BinOp):
-        left, right = _value(node.left), _value(node.right)
-        ops = {ast.Mult: lambda a, b: a * b, ast.Pow: lambda a, b: a**b,
-               ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b}
-        return ops[type(node.op)](left, right)
+        ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+               ast.Pow: operator.pow}
+        return ops[type(node.op)](_value(node.left), _value(node.right))
     return ast.literal_eval(node)
 
 
 def read_constants(source: str) -> dict:
-    """The UPPER_CASE module constants of a script whose values are plain constants."""
+    """A script's UPPER_CASE module constants whose values are literals (or arithmetic on them)."""
     constants = {}
     for node in ast.parse(source).body:
         if (isinstance(node, ast.Assign) and len(node.targets) == 1
@@ -136,11 +136,11 @@ def detect_preset(device: str) -> str:
 
     if device in ("auto", "cuda") and torch.cuda.is_available():
         memory = torch.cuda.get_device_properties(0).total_memory
-        return "gpu-large" if memory >= LARGE_GPU_BYTES else "gpu-small"
+        return "gpu" if memory >= LARGE_GPU_BYTES else "small-gpu"
     if device == "cuda":
         raise ConfigError("device: cuda was asked for but no CUDA GPU is available")
     if device in ("auto", "mps") and torch.backends.mps.is_available():
-        return "gpu-small"
+        return "small-gpu"
     if device == "mps":
         raise ConfigError("device: mps was asked for but is not available")
     return "cpu"

@@ -13,6 +13,7 @@ audit hook refuses it); val_bpb is computed here, in a separate process, from th
 import argparse
 import bisect
 import dataclasses
+import functools
 import importlib.util
 import itertools
 import json
@@ -37,7 +38,7 @@ import torch
 # ---------------------------------------------------------------------------
 # Constants (written when the workspace was created; a run never changes them)
 
-PRESET = "gpu-large"          # hardware preset the workspace was made for
+PRESET = "gpu"                # hardware preset the workspace was made for
 DEVICE = "auto"               # auto (cuda -> mps -> cpu), cuda, mps or cpu
 CORPUS = "climbmix"           # climbmix, stdlib (this Python's own sources) or folder (DATA_DIR)
 CORPUS_ID = ""                # fingerprinted corpus id; prepare refuses a corpus that differs
@@ -173,14 +174,10 @@ def find_corpus_id(corpus: str = CORPUS, data_dir: str = DATA_DIR) -> str:
     return f"folder-{root.name}-{fingerprint(files, root)}"
 
 
-_corpus_id: list[str] = []
-
-
+@functools.cache
 def corpus_id() -> str:
-    """CORPUS_ID when the workspace recorded one, else the corpus found here (computed once)."""
-    if not _corpus_id:
-        _corpus_id.append(CORPUS_ID or find_corpus_id())
-    return _corpus_id[0]
+    """CORPUS_ID when the workspace recorded one, else the corpus found here."""
+    return CORPUS_ID or find_corpus_id()
 
 
 def split_documents(text: str, max_chars: int = MAX_DOC_CHARS) -> list[str]:
@@ -200,7 +197,9 @@ def split_documents(text: str, max_chars: int = MAX_DOC_CHARS) -> list[str]:
 def read_documents(path: Path):
     """Documents of one local file: .txt/.py cut at blank lines, .jsonl lines, .parquet rows."""
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq  # imported here: training and evaluation never need it
+        # pyarrow, httpx and rustbpe are imported where needed: importing this file (as the
+        # evaluator and the GPU benchmark do) needs only torch, numpy and tiktoken
+        import pyarrow.parquet as pq
 
         for batch in pq.ParquetFile(path).iter_batches(columns=["text"]):
             yield from (text for text in batch.column("text").to_pylist() if text)
@@ -442,7 +441,10 @@ def make_dataloader(tokenizer: Tokenizer, B: int, T: int, device="cpu", batch_do
 
     rows = pack_rows(token_docs(), T + 1)
     while True:
-        batch = torch.tensor([next(rows) for _ in range(B)], dtype=torch.long)
+        array = np.empty((B, T + 1), dtype=np.int64)
+        for i in range(B):  # row by row: much faster than torch.tensor on nested lists
+            array[i] = next(rows)
+        batch = torch.from_numpy(array)
         if device.type == "cuda":
             batch = batch.pin_memory().to(device, non_blocking=True)
         else:
@@ -617,13 +619,13 @@ def logits_tolerance(device: torch.device) -> float:
     return 1e-3 if compute_dtype(device) == torch.float32 else 5e-2
 
 
-def check_causal(model, rows: torch.Tensor, device: torch.device) -> torch.Tensor:
+def check_causal(model, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Refuse a model whose logits see later tokens (it would read the targets); returns the
-    logits of the first two rows, for the statelessness check after the evaluation.
+    batch's logits, for the statelessness check after the evaluation.
 
     The first half of each row's logits must not change when the second half of its input does.
     """
-    inputs = rows[:2, :-1].to(device)
+    inputs = batch[:, :-1].to(device)
     half = inputs.size(1) // 2
     scrambled = inputs.clone()
     scrambled[:, half:] = inputs[:, half:].flip(0).roll(1, dims=1)
@@ -634,10 +636,10 @@ def check_causal(model, rows: torch.Tensor, device: torch.device) -> torch.Tenso
     return reference
 
 
-def check_stateless(model, rows: torch.Tensor, device: torch.device, reference) -> None:
+def check_stateless(model, batch: torch.Tensor, device: torch.device, reference) -> None:
     """The same input after the evaluation must give the same logits as before it."""
     with _TRUSTED["inference_mode"](), autocast(device):
-        again = model(rows[:2, :-1].to(device))
+        again = model(batch[:, :-1].to(device))
     if max_difference(reference, again) > logits_tolerance(device):
         raise SystemExit("the model changed during evaluation (it keeps state across calls)")
 
@@ -668,9 +670,10 @@ def evaluate_checkpoint(run_dir: Path, train_path: Path, started: float) -> None
     state = {name: tensor.to(device) for name, tensor in checkpoint["state_dict"].items()}
     t["load_state_dict"](model, state, strict=True, assign=True)  # dtypes as trained
     model.eval()
-    reference = check_causal(model, rows, device)
+    first = rows[:batch_size]  # the checks use a batch of the evaluation's own shape
+    reference = check_causal(model, first, device)
     val_bpb = evaluate_bpb(model, rows, token_bytes, batch_size, device)
-    check_stateless(model, rows, device, reference)
+    check_stateless(model, first, device, reference)
 
     measured = {  # by the harness; train.py's own figures never override these
         "total_seconds": time.time() - started,
