@@ -16,8 +16,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from autoresearch.plugins.nanochat_bpb import PRESETS, detect_preset  # noqa: E402
 from nanochat_gpu_d8 import configure, prepare, print_block, time_training  # noqa: E402
+
+from autoresearch.plugins.nanochat_bpb import PRESETS, detect_preset  # noqa: E402
 
 
 def matmul_peak(device: torch.device, size: int = 1024, repeats: int = 20) -> float:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from autoresearch.plugins.nanochat_bpb import NanochatBpb
 
 # A model and evaluation set small enough that a 2-second budget trains a few hundred steps.

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from autoresearch.measure import Runner
 from autoresearch.plugins.nanochat_bpb import NanochatBpb
+
 from nanochat_support import write_corpus
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from nanochat_support import load_scripts, make_workspace, write_corpus
 
 CPU = torch.device("cpu")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from autoresearch import ConfigError, registry
 from autoresearch.measure import Runner, parse_summary
 from autoresearch.plugins.nanochat_bpb import (
@@ -21,6 +22,7 @@ from autoresearch.plugins.nanochat_bpb import (
     read_constants,
     set_constants,
 )
+
 from nanochat_support import TINY, load_scripts, make_workspace, write_corpus
 
 CLOSED_PORT = "http://127.0.0.1:9"  # nothing listens: the hub probe fails at once
