@@ -154,6 +154,19 @@ def test_sliding_window_attention_matches_a_direct_computation(scripts):
     assert torch.allclose(full, causal.softmax(-1) @ v, atol=1e-5)
 
 
+@pytest.mark.parametrize("head_dim", [8, 7])
+def test_rotary_rotates_channel_pairs_and_passes_an_odd_channel(scripts, head_dim):
+    train = scripts.train
+    model = train.GPT(tiny_config(train, n_head=2, n_embd=2 * head_dim))
+    x = torch.randn(1, 64, 2, head_dim)
+    y = train.apply_rotary_emb(x, model.cos[:, :64], model.sin[:, :64])
+    assert torch.allclose(y.norm(dim=-1), x.norm(dim=-1), atol=1e-5)  # a rotation
+    assert torch.allclose(y[:, 0], x[:, 0])  # position 0: angle 0
+    assert not torch.allclose(y[:, 5], x[:, 5])
+    if head_dim % 2:
+        assert torch.equal(y[..., -1], x[..., -1])
+
+
 def test_init_scheme(scripts):
     train = scripts.train
     torch.manual_seed(0)

@@ -22,7 +22,7 @@ from functools import cache
 from pathlib import Path
 
 from autoresearch import ConfigError, Measurement, Metric, Target, hookimpl
-from autoresearch.measure import Runner, RunResult, log_tail
+from autoresearch.measure import Runner, RunResult
 
 TEMPLATE_DIR = Path(__file__).parent / "template"
 DEVICES = ("auto", "cuda", "mps", "cpu")
@@ -363,13 +363,13 @@ class NanochatBpb(Target):
                            log_path=str(log_path))
 
     def failure(self, result: RunResult, stage: str, started: float) -> Measurement:
+        """A failed stage. The log's last line says what went wrong (the engine shows it)."""
         if result.status == "timeout":
             allowance = ("the budget plus the start-up allowance" if stage == "training"
                          else "the evaluation allowance")
             reason = f"{stage} ran past {allowance}"
         else:
-            last = log_tail(result.log_path, 1).strip()
-            reason = f"{stage} failed ({result.reason}): {last}" if last else result.reason
+            reason = f"{stage} failed ({result.reason})"
         return Measurement(result.status, reason=reason, seconds=time.time() - started,
                            log_path=str(result.log_path))
 

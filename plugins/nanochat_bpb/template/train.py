@@ -65,9 +65,9 @@ def window_sizes(config: GPTConfig) -> list[int]:
 
 
 def apply_rotary_emb(x, cos, sin):
-    d = x.shape[3] // 2
-    x1, x2 = x[..., :d], x[..., d:]
-    return torch.cat([x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos], 3)
+    d = cos.size(3)  # channel pairs; an odd head dimension's last channel is not rotated
+    x1, x2, rest = x[..., :d], x[..., d:2 * d], x[..., 2 * d:]
+    return torch.cat([x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos, rest], 3)
 
 
 def sliding_window_mask(window: int, T: int, device: torch.device):
@@ -196,7 +196,7 @@ class GPT(nn.Module):
     def _precompute_rotary_embeddings(self, base: int = 10000):
         head_dim = self.config.n_embd // self.config.n_head
         device = self.transformer.wte.weight.device
-        channels = torch.arange(0, head_dim, 2, dtype=torch.float32, device=device)
+        channels = torch.arange(0, head_dim - 1, 2, dtype=torch.float32, device=device)
         inv_freq = 1.0 / (base ** (channels / head_dim))
         t = torch.arange(self.rotary_seq_len, dtype=torch.float32, device=device)
         freqs = torch.outer(t, inv_freq)
