@@ -149,6 +149,13 @@ def test_scaffold_bakes_the_preset_into_the_scripts(prepared):
     assert "__pycache__/" in (root / ".gitignore").read_text()
 
 
+def test_scaffold_never_overwrites_a_script(tmp_path):
+    (tmp_path / "train.py").write_text("mine")
+    with pytest.raises(ConfigError, match="^train.py: .* exists already"):
+        NanochatBpb.scaffold(tmp_path, {"preset": "cpu", "corpus": "stdlib"})
+    assert (tmp_path / "train.py").read_text() == "mine"
+
+
 def test_prepare_is_idempotent(workspace):
     root, target = workspace
     lines = []

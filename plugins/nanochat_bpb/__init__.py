@@ -214,8 +214,8 @@ class NanochatBpb(Target):
     objective = ("Lower val_bpb: the bits per byte of a small GPT pretrained from scratch in a "
                  "fixed time budget, measured on a held-out split by the harness.")
 
-    def __init__(self, config: dict | None = None):
-        self.config = config if config is not None else self.default_config({"corpus": "stdlib"})
+    def __init__(self, config: dict):
+        self.config = config  # the validated autoresearch.yaml mapping (see default_config)
         super().__init__(
             metric=Metric("val_bpb", "lower"),
             editable=["train.py"],
@@ -227,6 +227,8 @@ class NanochatBpb(Target):
 
     @classmethod
     def default_config(cls, options: dict) -> dict:
+        """The preset for this hardware (or ``preset``), the corpus (``data``, ``corpus``, else
+        ClimbMix if its hub answers), and UPPER_CASE overrides of the preset's values."""
         device = options.get("device", "auto")
         if device not in DEVICES:
             raise ConfigError(f"device: expected one of {', '.join(DEVICES)}, not {device!r}")
@@ -292,6 +294,10 @@ class NanochatBpb(Target):
 
     @classmethod
     def scaffold(cls, root: Path, options: dict) -> dict:
+        for name in ("prepare.py", "train.py", "program.md"):
+            if (Path(root) / name).exists():
+                raise ConfigError(f"{name}: {Path(root) / name} exists already; nanochat_bpb "
+                                  "makes its workspace in a new folder")
         config = cls.default_config(options)
         cls(config).write_scripts(Path(root))
         program = importlib.resources.files("autoresearch.program_templates") / cls.template
