@@ -6,6 +6,7 @@ The harness runs it (`python prepare.py train`), gives it TIME_BUDGET seconds of
 afterwards computes val_bpb itself from the weights handed over with save_model(...).
 """
 
+import functools
 import gc
 import math
 import os
@@ -81,7 +82,11 @@ def sliding_window_mask(window: int, T: int, device: torch.device):
     return (distance >= 0) & (distance <= window)
 
 
-compiled_flex_attention = torch.compile(flex_attention, dynamic=False)  # compiles on first call
+@functools.cache
+def compiled_flex_attention():
+    """flex_attention compiled for use outside a compiled model (made on first use: importing
+    the compiler costs seconds that CPU runs need not pay)."""
+    return torch.compile(flex_attention, dynamic=False)
 
 
 def attention(q, k, v, mask):
@@ -92,7 +97,7 @@ def attention(q, k, v, mask):
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
     if isinstance(mask, BlockMask):
-        flex = flex_attention if torch.compiler.is_compiling() else compiled_flex_attention
+        flex = flex_attention if torch.compiler.is_compiling() else compiled_flex_attention()
         return flex(q, k, v, block_mask=mask)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
