@@ -18,6 +18,7 @@ DEFAULT_PLUGINS = (
     "autoresearch.agents.anthropic",
     "autoresearch.agents.command",
     "autoresearch.agents.openai",
+    "autoresearch.plugins.nanochat_bpb",
 )
 LOAD_ENV = "AUTORESEARCH_LOAD_PLUGINS"  # comma-separated module or entry-point names; empty: none
 TRACE_ENV = "AUTORESEARCH_TRACE_HOOKS"  # any value prints every hook call to stderr

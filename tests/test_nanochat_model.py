@@ -1,0 +1,337 @@
+"""nanochat_bpb's workspace scripts in-process: packing, tokenizer, model, Muon, the metric."""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nanochat_support import load_scripts, make_workspace, write_corpus
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One cache for the session, so the tiny corpus is prepared once."""
+    path = tmp_path_factory.getbasetemp() / "nanochat-cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUTORESEARCH_CACHE", str(path))
+        mp.setenv("AUTORESEARCH_CLIMBMIX_URL", "http://127.0.0.1:9")  # never the real hub
+        yield path
+
+
+@pytest.fixture(autouse=True)
+def use_cache(cache, monkeypatch):
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(cache))
+
+
+@pytest.fixture(scope="module")
+def scripts(tmp_path_factory, cache):
+    data = write_corpus(tmp_path_factory.getbasetemp() / "nanochat-corpus")
+    root = tmp_path_factory.mktemp("workspace")
+    make_workspace(root, data)
+    prepare, train = load_scripts(root)
+    yield SimpleNamespace(prepare=prepare, train=train)
+    sys.modules.pop("prepare", None)
+    sys.modules.pop("train", None)
+
+
+def tiny_config(train, **changes):
+    fields = dict(sequence_len=64, vocab_size=512, n_layer=2, n_head=2, n_kv_head=2, n_embd=64)
+    return train.GPTConfig(**{**fields, **changes})
+
+
+# ---------------------------------------------------------------------------
+# Data and tokenizer
+
+def test_best_fit_packing_fills_every_row_with_bos_first(scripts):
+    rng = random.Random(0)
+    docs = [[0, 1000 + i] + [rng.randrange(1, 100) for _ in range(rng.randrange(0, 45))]
+            for i in range(300)]
+    rows = list(scripts.prepare.pack_rows(iter(docs), 33, buffer_size=50))
+    assert len(rows) > 100
+    used = set()
+    for row in rows:
+        assert len(row) == 33 and row[0] == 0  # full, no padding, BOS first
+        starts = [i for i, token in enumerate(row) if token == 0]
+        pieces = [row[a:b] for a, b in zip(starts, [*starts[1:], len(row)], strict=True)]
+        for k, piece in enumerate(pieces):
+            if len(piece) == 1:  # a document cropped to its BOS fills the row's last position
+                assert k == len(pieces) - 1
+                continue
+            doc_index = piece[1] - 1000
+            doc = docs[doc_index]
+            assert doc_index not in used
+            used.add(doc_index)
+            if k < len(pieces) - 1:
+                assert piece == doc  # whole documents, and only the last one cropped
+            else:
+                assert piece == doc[:len(piece)]
+
+
+def test_split_documents_cuts_at_blank_lines(scripts):
+    paragraphs = [f"paragraph {i}\n" + "x" * 300 for i in range(10)]
+    docs = scripts.prepare.split_documents("\n\n".join(paragraphs), 1000)
+    assert "\n\n".join(docs) == "\n\n".join(paragraphs)
+    assert all(len(doc) <= 1000 for doc in docs) and len(docs) == 4
+
+
+def test_dataloader_rows_start_with_bos(scripts):
+    tokenizer = scripts.prepare.Tokenizer.load()
+    loader = scripts.prepare.make_dataloader(tokenizer, 4, 64)
+    for _ in range(20):
+        x, y, epoch = next(loader)
+        assert x.shape == y.shape == (4, 64) and x.dtype == torch.long
+        assert (x[:, 0] == tokenizer.get_bos_token_id()).all()
+        assert torch.equal(x[:, 1:], y[:, :-1])
+        assert epoch >= 1
+
+
+def test_tokenizer_round_trip_and_token_bytes(scripts):
+    tokenizer = scripts.prepare.Tokenizer.load()
+    text = "def f(x):\n    return x ** 2  # ünïcode ✓ 12345\n"
+    ids = tokenizer.encode(text)
+    assert tokenizer.decode(ids) == text
+    batch = tokenizer.encode([text, "a"], prepend_bos=True)
+    assert batch[0] == [tokenizer.get_bos_token_id(), *ids]
+    assert tokenizer.get_vocab_size() == 512
+    token_bytes = scripts.prepare.get_token_bytes()
+    assert len(token_bytes) == 512 and token_bytes[-4:].tolist() == [0, 0, 0, 0]
+    assert int(token_bytes[:-4].min()) >= 1
+    for i in ids:
+        assert token_bytes[i] == len(tokenizer.encoding.decode_single_token_bytes(i))
+
+
+def test_training_never_reads_validation_documents(scripts):
+    prepare = scripts.prepare
+    train_docs = set(prepare.documents(prepare.train_dir()))
+    val_docs = list(prepare.documents(prepare.val_dir()))
+    assert val_docs and not train_docs & set(val_docs)
+    assert all(prepare.is_validation(doc) for doc in val_docs)
+
+
+# ---------------------------------------------------------------------------
+# Model
+
+@pytest.mark.parametrize("n_layer, expected", [(1, [0]), (2, [1]), (3, [0, 2]), (8, [1, 3, 5, 7])])
+def test_value_embeddings_on_alternating_layers_ending_at_the_last(scripts, n_layer, expected):
+    model = scripts.train.GPT(tiny_config(scripts.train, n_layer=n_layer))
+    assert sorted(int(i) for i in model.value_embeds) == expected
+    gated = [i for i, block in enumerate(model.transformer.h) if block.attn.ve_gate is not None]
+    assert gated == expected
+
+
+def test_window_pattern_repeats_and_ends_long(scripts):
+    train = scripts.train
+    windows = train.window_sizes(tiny_config(train, sequence_len=2048, n_layer=8))
+    assert windows == [1024, 1024, 1024, 2048] * 2
+    assert train.window_sizes(tiny_config(train, sequence_len=2048, n_layer=6)) == [
+        1024, 1024, 1024, 2048, 1024, 2048]
+    assert train.window_sizes(tiny_config(train, n_layer=3, window_pattern="L")) == [64] * 3
+
+
+def test_sliding_window_attention_matches_a_direct_computation(scripts):
+    train = scripts.train
+    torch.manual_seed(0)
+    T, window = 16, 4
+    q, k, v = (torch.randn(2, 2, T, 8) for _ in range(3))
+    got = train.attention(q, k, v, train.sliding_window_mask(window, T, CPU))
+    i = torch.arange(T)[:, None]
+    j = torch.arange(T)[None, :]
+    allowed = (j <= i) & (i - j <= window)
+    scores = (q @ k.transpose(-1, -2) / math.sqrt(8)).masked_fill(~allowed, float("-inf"))
+    assert torch.allclose(got, scores.softmax(-1) @ v, atol=1e-5)
+    full = train.attention(q, k, v, None)
+    causal = (q @ k.transpose(-1, -2) / math.sqrt(8)).masked_fill(j > i, float("-inf"))
+    assert torch.allclose(full, causal.softmax(-1) @ v, atol=1e-5)
+
+
+@pytest.mark.parametrize("head_dim", [8, 7])
+def test_rotary_rotates_channel_pairs_and_passes_an_odd_channel(scripts, head_dim):
+    train = scripts.train
+    model = train.GPT(tiny_config(train, n_head=2, n_embd=2 * head_dim))
+    x = torch.randn(1, 64, 2, head_dim)
+    y = train.apply_rotary_emb(x, model.cos[:, :64], model.sin[:, :64])
+    assert torch.allclose(y.norm(dim=-1), x.norm(dim=-1), atol=1e-5)  # a rotation
+    assert torch.allclose(y[:, 0], x[:, 0])  # position 0: angle 0
+    assert not torch.allclose(y[:, 5], x[:, 5])
+    if head_dim % 2:
+        assert torch.equal(y[..., -1], x[..., -1])
+
+
+def test_init_scheme(scripts):
+    train = scripts.train
+    torch.manual_seed(0)
+    model = train.GPT(tiny_config(train, n_embd=256, vocab_size=4096))
+    model.init_weights()
+    block = model.transformer.h[0]
+    assert model.transformer.wte.weight.std().item() == pytest.approx(1.0, rel=0.05)
+    assert model.lm_head.weight.std().item() == pytest.approx(0.001, rel=0.05)
+    assert block.attn.c_q.weight.abs().max().item() <= 3**0.5 * 256**-0.5
+    assert block.attn.c_q.weight.std().item() == pytest.approx(256**-0.5, rel=0.05)
+    assert not block.attn.c_proj.weight.any() and not block.mlp.c_proj.weight.any()
+    assert model.resid_lambdas.eq(1.0).all() and model.x0_lambdas.eq(0.1).all()
+    assert not model.transformer.h[1].attn.ve_gate.weight.any()
+
+
+def test_logits_are_soft_capped_and_the_loss_falls(scripts):
+    train = scripts.train
+    torch.manual_seed(0)
+    model = train.GPT(tiny_config(train))
+    model.init_weights()
+    nn.init.normal_(model.lm_head.weight, std=10.0)
+    idx = torch.randint(0, 512, (2, 64))
+    assert model(idx).abs().max() <= 15.0
+    model.init_weights()
+    optimizer = model.setup_optimizer(0.004, 0.6, 0.04, 0.2, (0.8, 0.95), 0.5)
+    losses = []
+    for _ in range(8):
+        loss = model(idx, idx.roll(-1, 1))
+        loss.backward()
+        optimizer.step()
+        model.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.5
+
+
+# ---------------------------------------------------------------------------
+# Optimizer
+
+@pytest.mark.parametrize("rows, cols", [(64, 16), (16, 64)])
+def test_muon_step_on_stacked_matrices(scripts, rows, cols):
+    train = scripts.train
+    torch.manual_seed(0)
+    start = [torch.randn(rows, cols) for _ in range(3)]
+    grads = [torch.randn(rows, cols) for _ in range(3)]
+
+    def step(indices):
+        params = [nn.Parameter(start[i].clone()) for i in indices]
+        for p, i in zip(params, indices, strict=True):
+            p.grad = grads[i].clone()
+        optimizer = train.MuonAdamW([dict(kind="muon", params=params, lr=0.04, momentum=0.95,
+                                          beta2=0.95, weight_decay=0.0)])
+        optimizer.step()
+        return optimizer, [p.detach() for p in params]
+
+    optimizer, stacked = step([0, 1, 2])
+    stat_shape = (3, rows, 1) if rows >= cols else (3, 1, cols)
+    state = optimizer.state[optimizer.param_groups[0]["params"][0]]
+    assert state["second_moment"].shape == stat_shape
+    lr = 0.04 * max(1.0, rows / cols) ** 0.5
+    for i, after in enumerate(stacked):
+        update = (start[i] - after) / lr
+        # orthogonalised: singular values near 1, so the Frobenius norm is about sqrt(min dim)
+        assert update.norm().item() / math.sqrt(min(rows, cols)) == pytest.approx(1.0, abs=0.3)
+        # NorMuon: on the first step every row (tall) or column (wide) has the same norm
+        norms = update.norm(dim=1 if rows >= cols else 0)
+        assert (norms.std() / norms.mean()).item() < 0.02
+        # stacking does not mix matrices: one alone gets the same update
+        assert torch.allclose(step([i])[1][0], after, atol=1e-4)
+
+
+def test_cautious_weight_decay_only_where_update_and_weight_agree(scripts):
+    muon_step = scripts.train.muon_step
+    torch.manual_seed(1)
+    start, grads = torch.randn(2, 32, 8), torch.randn(2, 32, 8)
+
+    def run(weight_decay):
+        params = start.clone()
+        muon_step(grads.clone(), params, torch.zeros_like(start), torch.zeros(2, 32, 1),
+                  0.9, 0.1, weight_decay, 0.95)
+        return params
+
+    plain, decayed = run(0.0), run(0.5)
+    update = (start - plain) / 0.1
+    agree = update * start >= 0
+    assert agree.any() and (~agree).any()
+    assert torch.allclose(decayed, plain - 0.1 * 0.5 * start * agree, atol=1e-6)
+
+
+def test_optimizer_groups_and_schedules_follow_the_original(scripts):
+    train = scripts.train
+    model, config = train.build_model(512, CPU)
+    optimizer = model.setup_optimizer(0.004, 0.6, 0.04, 0.2, (0.8, 0.95), 0.5)
+    scale = (config.n_embd / 768) ** -0.5
+    adamw = [g for g in optimizer.param_groups if g["kind"] == "adamw"]
+    assert [g["lr"] for g in adamw] == pytest.approx([0.004 * scale, 0.6 * scale, 0.6 * scale,
+                                                      0.005, 0.5])
+    assert adamw[-1]["betas"] == (0.96, 0.95) and all(g["eps"] == 1e-10 for g in adamw)
+    muon = [g for g in optimizer.param_groups if g["kind"] == "muon"]
+    assert sum(len(g["params"]) for g in muon) == len(list(model.transformer.h.parameters()))
+    assert all(len({p.shape for p in g["params"]}) == 1 for g in muon)
+    assert [train.get_lr_multiplier(p) for p in (0.0, 0.5, 0.75, 1.0)] == [1.0, 1.0, 0.5, 0.0]
+    assert train.get_muon_momentum(0) == 0.85 and train.get_muon_momentum(600) == 0.95
+    assert train.get_weight_decay(0.25) == pytest.approx(0.15)
+
+
+# ---------------------------------------------------------------------------
+# The metric
+
+def test_bpb_matches_a_direct_computation_of_the_formula(scripts):
+    prepare, train = scripts.prepare, scripts.train
+    torch.manual_seed(0)
+    model = train.GPT(tiny_config(train, n_layer=1))
+    model.init_weights()
+    nn.init.normal_(model.lm_head.weight, std=0.5)  # uneven, confident predictions
+    rows = torch.from_numpy(np.load(prepare.val_rows_path())).long()[:6]
+    rows[:, 30] = prepare.Tokenizer.load().get_bos_token_id()  # targets of 0 bytes, not counted
+    token_bytes = prepare.get_token_bytes()
+    got = prepare.evaluate_bpb(model, rows, token_bytes, 4, CPU)  # batches of 4 and 2
+
+    with torch.no_grad():
+        logits = model(rows[:, :-1]).double().tolist()
+    nats, total_bytes, skipped = 0.0, 0, 0
+    for b, row in enumerate(rows.tolist()):
+        for t, target in enumerate(row[1:]):
+            if token_bytes[target] == 0:
+                skipped += 1
+                continue
+            scores = logits[b][t]
+            top = max(scores)
+            log_sum = top + math.log(sum(math.exp(s - top) for s in scores))
+            nats += log_sum - scores[target]
+            total_bytes += int(token_bytes[target])
+    assert skipped > 0  # BOS targets are in there and must not count
+    assert got == pytest.approx(nats / (math.log(2) * total_bytes), rel=1e-6)
+
+
+class Peeking(nn.Module):
+    """Predicts the next token by reading it: what a non-causal model does."""
+
+    def forward(self, idx):
+        return F.one_hot(idx.roll(-1, dims=1), 512).float() * 10
+
+
+class Drifting(nn.Module):
+    """Changes its outputs after the causality check: state carried across evaluation batches."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, idx):
+        self.calls += 1
+        return torch.zeros(*idx.shape, 512) + (1.0 if self.calls > 2 else 0.0)
+
+
+def test_evaluator_refuses_non_causal_and_stateful_models(scripts):
+    prepare, train = scripts.prepare, scripts.train
+    rows = torch.from_numpy(np.load(prepare.val_rows_path())).long()[:4]
+    with pytest.raises(SystemExit, match="not causal"):
+        prepare.check_causal(Peeking(), rows, CPU)
+    drifting = Drifting()
+    reference = prepare.check_causal(drifting, rows, CPU)
+    with pytest.raises(SystemExit, match="changed during evaluation"):
+        prepare.check_stateless(drifting, rows, CPU, reference)
+    model = train.GPT(tiny_config(train))
+    model.init_weights()
+    nn.init.normal_(model.lm_head.weight, std=0.5)
+    prepare.check_stateless(model, rows, CPU, prepare.check_causal(model, rows, CPU))

@@ -1,0 +1,302 @@
+"""The nanochat_bpb target: configuration, scaffolding, the downloader and the anti-gaming rules."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from autoresearch import ConfigError, registry
+from autoresearch.measure import Runner, parse_summary
+from autoresearch.plugins.nanochat_bpb import (
+    TEMPLATE_DIR,
+    NanochatBpb,
+    read_constants,
+    set_constants,
+)
+
+from nanochat_support import TINY, load_scripts, make_workspace, write_corpus
+
+CLOSED_PORT = "http://127.0.0.1:9"  # nothing listens: the hub probe fails at once
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One cache for the session, so the tiny corpus is prepared once."""
+    path = tmp_path_factory.getbasetemp() / "nanochat-cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUTORESEARCH_CACHE", str(path))
+        mp.setenv("AUTORESEARCH_CLIMBMIX_URL", CLOSED_PORT)
+        yield path
+
+
+@pytest.fixture(autouse=True)
+def use_cache(cache, monkeypatch):
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(cache))
+    monkeypatch.setenv("AUTORESEARCH_CLIMBMIX_URL", CLOSED_PORT)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.getbasetemp() / "nanochat-corpus")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, cache, corpus):
+    """A prepared tiny workspace, copied fresh by each test that changes it."""
+    root = tmp_path_factory.mktemp("prepared")
+    target, config = make_workspace(root, corpus)
+    return root, config
+
+
+@pytest.fixture
+def workspace(prepared, tmp_path) -> tuple[Path, NanochatBpb]:
+    source, config = prepared
+    root = tmp_path / "ws"
+    shutil.copytree(source, root)
+    return root, NanochatBpb.from_config(config, root)
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+def measure(root: Path, target: NanochatBpb, budget: float = 2.0):
+    log = root.parent / "run.log"
+    return target.evaluate(root, Runner(), budget, 7, log), log.read_text()
+
+
+# ---------------------------------------------------------------------------
+# Registration, configuration, scaffolding
+
+def test_registered_as_a_target(monkeypatch):
+    monkeypatch.setenv("AUTORESEARCH_LOAD_PLUGINS", "nanochat_bpb")
+    registry.get_manager.cache_clear()
+    try:
+        assert registry.targets()["nanochat_bpb"] is NanochatBpb
+    finally:
+        registry.get_manager.cache_clear()
+
+
+def test_constants_are_read_and_rewritten_in_place():
+    source = (TEMPLATE_DIR / "train.py").read_text()
+    changed = set_constants(source, {"DEPTH": 3, "MATRIX_LR": 0.02, "WINDOW_PATTERN": "SL"})
+    constants = read_constants(changed)
+    assert (constants["DEPTH"], constants["MATRIX_LR"], constants["WINDOW_PATTERN"]) == (
+        3, 0.02, "SL")
+    assert constants["TOTAL_BATCH_SIZE"] == 2**19  # arithmetic constants are read too
+    assert "DEPTH = 3                     # transformer layers" in changed
+    assert "TOTAL_BATCH_SIZE = 2**12" in set_constants(source, {"TOTAL_BATCH_SIZE": 4096})
+    assert len(changed.splitlines()) == len(source.splitlines())
+
+
+def test_default_config_falls_back_to_the_offline_corpus(capsys):
+    config = NanochatBpb.default_config({"preset": "cpu", "EVAL_TOKENS": "4096"})
+    assert config["corpus"] == "stdlib" and config["corpus_id"].startswith("stdlib-py")
+    assert "offline corpus" in capsys.readouterr().err
+    assert config["settings"]["EVAL_TOKENS"] == 4096
+    assert config["train"]["COMPILE"] is False
+    target = NanochatBpb.from_config(config, None)
+    assert (target.budget, target.overhead, target.takes_seed) == (300.0, 150.0, True)
+    assert target.editable == ["train.py"] and "prepare.py" in target.protected
+
+
+@pytest.mark.parametrize("options, field", [
+    ({"device": "tpu"}, "device"),
+    ({"preset": "huge"}, "preset"),
+    ({"DEPTHH": 3}, "DEPTHH"),
+    ({"DEPTH": "three"}, "DEPTH"),
+    ({"COMPILE": 1}, "COMPILE"),
+    ({"data": "/no/such/folder"}, "data"),
+    ({"corpus": "wikipedia"}, "corpus"),
+    ({"budget": "soon"}, "budget"),
+])
+def test_bad_options_name_the_field(options, field):
+    with pytest.raises(ConfigError, match=f"^{field}"):
+        NanochatBpb.default_config({"preset": "cpu", "corpus": "stdlib", **options})
+
+
+def test_from_config_refuses_bad_or_inconsistent_configs(prepared):
+    root, config = prepared
+    for key, value, field in [("device", "gpu", "device"), ("corpus_id", "", "corpus_id"),
+                              ("budget", -1, "budget"), ("settings", {}, "settings")]:
+        with pytest.raises(ConfigError, match=f"^{field}"):
+            NanochatBpb.from_config({**config, key: value}, root)
+    changed = {**config, "settings": {**config["settings"], "MAX_SEQ_LEN": 128}}
+    with pytest.raises(ConfigError, match="MAX_SEQ_LEN: prepare.py has 64"):
+        NanochatBpb.from_config(changed, root)
+
+
+def test_scaffold_bakes_the_preset_into_the_scripts(prepared):
+    root, config = prepared
+    prepare = read_constants((root / "prepare.py").read_text())
+    train = read_constants((root / "train.py").read_text())
+    assert prepare["CORPUS"] == "folder" and prepare["CORPUS_ID"] == config["corpus_id"]
+    assert prepare["MAX_SEQ_LEN"] == TINY["MAX_SEQ_LEN"] and prepare["TIME_BUDGET"] == 2
+    assert train["DEPTH"] == TINY["DEPTH"] and train["COMPILE"] is False
+    program = (root / "program.md").read_text()
+    assert "{{ incumbent }}" in program and "{{ editable_files }}" in program
+    assert "__pycache__/" in (root / ".gitignore").read_text()
+
+
+def test_scaffold_never_overwrites_a_script(tmp_path):
+    (tmp_path / "train.py").write_text("mine")
+    with pytest.raises(ConfigError, match="^train.py: .* exists already"):
+        NanochatBpb.scaffold(tmp_path, {"preset": "cpu", "corpus": "stdlib"})
+    assert (tmp_path / "train.py").read_text() == "mine"
+
+
+def test_prepare_is_idempotent(workspace):
+    root, target = workspace
+    lines = []
+    target.prepare(root, echo=lines.append)
+    assert lines[-1] == "ready"
+    assert not any("tokenizer" in line or "tokenising" in line for line in lines)
+
+
+# ---------------------------------------------------------------------------
+# ClimbMix downloader, against a local server
+
+class ShardServer(http.server.SimpleHTTPRequestHandler):
+    failures: dict = {}  # path -> how many requests still fail with 500
+
+    def do_GET(self):
+        if self.failures.get(self.path, 0) > 0:
+            self.failures[self.path] -= 1
+            self.send_error(500)
+            return
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def shard_server(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    for index in (0, 1, 6542):
+        texts = [f"shard {index} document {i} " * 20 for i in range(50)]
+        pq.write_table(pa.table({"text": texts}), served / f"shard_{index:05d}.parquet")
+    handler = lambda *a: ShardServer(*a, directory=str(served))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_downloader_fetches_shards_with_retries(prepared, shard_server, tmp_path, monkeypatch):
+    prepare, _ = load_scripts(prepared[0])
+    monkeypatch.setenv("AUTORESEARCH_CLIMBMIX_URL", shard_server)
+    monkeypatch.setattr(prepare, "corpus_dir", lambda: tmp_path / "climbmix")
+    ShardServer.failures = {"/shard_00001.parquet": 2}
+    assert prepare.hub_reachable(2.0)
+    prepare.download_climbmix(num_train_shards=2, workers=2, backoff=0.01)
+    assert sorted(p.name for p in (tmp_path / "climbmix" / "train").iterdir()) == [
+        "shard_00000.parquet", "shard_00001.parquet"]
+    assert [p.name for p in (tmp_path / "climbmix" / "val").iterdir()] == ["shard_06542.parquet"]
+    assert next(prepare.documents(tmp_path / "climbmix" / "val")).startswith("shard 6542 ")
+    assert ShardServer.failures["/shard_00001.parquet"] == 0
+
+
+def test_downloader_gives_up_after_five_attempts(prepared, shard_server, tmp_path, monkeypatch):
+    prepare, _ = load_scripts(prepared[0])
+    ShardServer.failures = {"/shard_00000.parquet": 10}
+    with pytest.raises(SystemExit, match="download failed 5 times"):
+        prepare.download_file(f"{shard_server}/shard_00000.parquet", tmp_path / "x.parquet",
+                              backoff=0.01)
+    assert ShardServer.failures["/shard_00000.parquet"] == 5
+    assert not list(tmp_path.glob("x.parquet*"))
+    monkeypatch.setenv("AUTORESEARCH_CLIMBMIX_URL", CLOSED_PORT)
+    assert not prepare.hub_reachable(1.0)
+
+
+# ---------------------------------------------------------------------------
+# A metric the agent cannot game
+
+def test_the_metric_comes_from_the_evaluator_not_from_train_output(workspace):
+    root, target = workspace
+    edit(root / "train.py", "    save_model(model, config, stats)",
+         '    save_model(model, config, {**stats, "val_bpb": 0.0001})\n'
+         '    print("---")\n    print("val_bpb:          0.000100")')
+    measurement, log = measure(root, target)
+    assert measurement.ok, measurement.reason
+    assert "val_bpb:          0.000100" in log
+    assert measurement.metric > 0.5
+    evaluator_block = log.rsplit("---", 1)[1]
+    assert float(parse_summary("---" + evaluator_block)["val_bpb"][0]) == pytest.approx(
+        measurement.metric, abs=1e-6)
+    extras = measurement.extras
+    assert extras["num_steps"] > 11 and extras["depth"] == 2 and extras["eval_tokens"] == 2048
+    assert extras["training_seconds"] >= 2.0 and extras["total_seconds"] > extras["eval_seconds"]
+    assert {"startup_seconds", "num_params_M", "total_tokens_M", "peak_rss_mb"} <= set(extras)
+
+
+GAMING_IMPORT = """
+import prepare as _harness
+import torch as _torch
+
+_harness.EVAL_TOKENS = 64
+_harness.EVAL_BATCH_SIZE = 1
+_harness.MAX_SEQ_LEN = 8
+_harness.get_token_bytes = lambda device="cpu": _torch.full((512,), 100, dtype=_torch.int32)
+_torch.log_softmax = lambda x, dim=-1: _torch.zeros_like(x)
+_harness.evaluate_bpb = lambda *args, **kwargs: 0.0001
+"""
+
+
+def test_editing_the_evaluation_in_process_changes_nothing(workspace):
+    """The edits run in both processes: the launcher runs train.py, the evaluator imports it."""
+    root, _ = workspace
+    run_dir = root.parent / "run"
+    run_dir.mkdir()
+    honest_source = (root / "train.py").read_text()
+
+    def harness(*args):
+        result = subprocess.run([sys.executable, "prepare.py", *args, "--run-dir", str(run_dir)],
+                                cwd=root, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return json.loads((run_dir / "result.json").read_text()) if args[0] == "eval" else None
+
+    edit(root / "train.py", "# GPT model\n", GAMING_IMPORT + "# GPT model\n")
+    harness("train", "--budget", "1")
+    gamed = harness("eval")
+    (root / "train.py").write_text(honest_source)
+    honest = harness("eval")
+    assert gamed["val_bpb"] == pytest.approx(honest["val_bpb"], abs=1e-9)
+    assert gamed["eval_tokens"] == honest["eval_tokens"] == TINY["EVAL_TOKENS"]
+
+
+def test_training_cannot_open_the_validation_split(workspace):
+    root, target = workspace
+    edit(root / "train.py", "    tokenizer = Tokenizer.load()",
+         "    import prepare\n    open(prepare.val_rows_path(), 'rb').read()\n"
+         "    tokenizer = Tokenizer.load()")
+    measurement, log = measure(root, target)
+    assert (measurement.status, measurement.reason) == ("crash", "training failed (exit code 1)")
+    assert "training may not read the validation split" in log.strip().splitlines()[-1]
+
+
+def test_stretching_the_budget_fails_the_measurement(workspace):
+    root, target = workspace
+    edit(root / "train.py", "total_training_time >= TIME_BUDGET:",
+         "total_training_time >= 5 * TIME_BUDGET:")
+    measurement, log = measure(root, target, budget=1.0)
+    assert measurement.status == "crash"
+    assert log.strip().splitlines()[-1].startswith("budget stretched: ")
+
+
+def test_no_cuda_call_at_import():
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import torch, prepare, train; "
+            "assert not torch.cuda.is_initialized()")
+    subprocess.run([sys.executable, "-c", code, str(TEMPLATE_DIR)], check=True)
