@@ -46,10 +46,10 @@ def test_mutate_makes_perf_example_faster(tmp_path):
     assert "KARATSUBA_CUTOFF = 1 " not in (workspace / "multiply.py").read_text()
 
 
-FAST_BUT_WRONG = '''\
+FAST_BUT_WRONG = """\
 def multiply(p, q):
     return [0] * (len(p) + len(q) - 1)
-'''
+"""
 
 
 def test_a_wrong_answer_is_invalid_and_never_kept(tmp_path, monkeypatch, scripted):

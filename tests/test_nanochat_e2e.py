@@ -54,30 +54,53 @@ def test_cpu_preset_learns_in_a_short_budget(tmp_path):
     assert measurement.ok, (measurement.reason, (tmp_path / "run.log").read_text()[-3000:])
     assert math.isfinite(measurement.metric)
     assert measurement.metric < 0.85 * uniform_bpb(root)
-    for key in ("training_seconds", "num_steps", "total_tokens_M", "num_params_M",
-                "peak_rss_mb", "startup_seconds", "depth"):
+    for key in (
+        "training_seconds",
+        "num_steps",
+        "total_tokens_M",
+        "num_params_M",
+        "peak_rss_mb",
+        "startup_seconds",
+        "depth",
+    ):
         assert key in measurement.extras
 
 
 def run_bench(*args: str) -> dict:
-    result = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     block = result.stdout.rsplit("---", 1)[1]
     return dict(line.split(":", 1) for line in block.strip().splitlines())
 
 
 def test_gpu_benchmark_script_runs_on_cpu_with_tiny_settings():
-    result = run_bench("bench/nanochat_gpu_d8.py", "--device", "cpu", "--depth", "1", "--seq",
-                       "64", "--vocab", "512", "--device-batch", "2", "--total-batch", "256",
-                       "--steps", "2", "--warmup", "1", "--no-compile")
+    result = run_bench(
+        "bench/nanochat_gpu_d8.py",
+        "--device",
+        "cpu",
+        "--depth",
+        "1",
+        "--seq",
+        "64",
+        "--vocab",
+        "512",
+        "--device-batch",
+        "2",
+        "--total-batch",
+        "256",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--no-compile",
+    )
     assert float(result["tokens_per_second"]) > 0
     assert "mfu_percent" not in result  # no known peak for a CPU
 
 
 def test_throughput_benchmark_reports_a_fraction_of_the_matmul_peak():
-    result = run_bench("bench/nanochat_throughput.py", "--preset", "cpu", "--device", "cpu",
-                       "--steps", "2", "--warmup", "1")
+    result = run_bench(
+        "bench/nanochat_throughput.py", "--preset", "cpu", "--device", "cpu", "--steps", "2", "--warmup", "1"
+    )
     assert 0 < float(result["fraction_of_matmul_peak"]) < 1.5
     assert int(result["depth"]) == 2
-

@@ -52,10 +52,10 @@ def tiny_config(train, **changes):
 # ---------------------------------------------------------------------------
 # Data and tokenizer
 
+
 def test_best_fit_packing_fills_every_row_with_bos_first(scripts):
     rng = random.Random(0)
-    docs = [[0, 1000 + i] + [rng.randrange(1, 100) for _ in range(rng.randrange(0, 45))]
-            for i in range(300)]
+    docs = [[0, 1000 + i] + [rng.randrange(1, 100) for _ in range(rng.randrange(0, 45))] for i in range(300)]
     rows = list(scripts.prepare.pack_rows(iter(docs), 33, buffer_size=50))
     assert len(rows) > 100
     used = set()
@@ -74,7 +74,7 @@ def test_best_fit_packing_fills_every_row_with_bos_first(scripts):
             if k < len(pieces) - 1:
                 assert piece == doc  # whole documents, and only the last one cropped
             else:
-                assert piece == doc[:len(piece)]
+                assert piece == doc[: len(piece)]
 
 
 def test_split_documents_cuts_at_blank_lines(scripts):
@@ -121,6 +121,7 @@ def test_training_never_reads_validation_documents(scripts):
 # ---------------------------------------------------------------------------
 # Model
 
+
 @pytest.mark.parametrize("n_layer, expected", [(1, [0]), (2, [1]), (3, [0, 2]), (8, [1, 3, 5, 7])])
 def test_value_embeddings_on_alternating_layers_ending_at_the_last(scripts, n_layer, expected):
     model = scripts.train.GPT(tiny_config(scripts.train, n_layer=n_layer))
@@ -134,7 +135,13 @@ def test_window_pattern_repeats_and_ends_long(scripts):
     windows = train.window_sizes(tiny_config(train, sequence_len=2048, n_layer=8))
     assert windows == [1024, 1024, 1024, 2048] * 2
     assert train.window_sizes(tiny_config(train, sequence_len=2048, n_layer=6)) == [
-        1024, 1024, 1024, 2048, 1024, 2048]
+        1024,
+        1024,
+        1024,
+        2048,
+        1024,
+        2048,
+    ]
     assert train.window_sizes(tiny_config(train, n_layer=3, window_pattern="L")) == [64] * 3
 
 
@@ -205,6 +212,7 @@ def test_logits_are_soft_capped_and_the_loss_falls(scripts):
 # ---------------------------------------------------------------------------
 # Optimizer
 
+
 @pytest.mark.parametrize("rows, cols", [(64, 16), (16, 64)])
 def test_muon_step_on_stacked_matrices(scripts, rows, cols):
     train = scripts.train
@@ -216,8 +224,9 @@ def test_muon_step_on_stacked_matrices(scripts, rows, cols):
         params = [nn.Parameter(start[i].clone()) for i in indices]
         for p, i in zip(params, indices, strict=True):
             p.grad = grads[i].clone()
-        optimizer = train.MuonAdamW([dict(kind="muon", params=params, lr=0.04, momentum=0.95,
-                                          beta2=0.95, weight_decay=0.0)])
+        optimizer = train.MuonAdamW(
+            [dict(kind="muon", params=params, lr=0.04, momentum=0.95, beta2=0.95, weight_decay=0.0)]
+        )
         optimizer.step()
         return optimizer, [p.detach() for p in params]
 
@@ -244,8 +253,16 @@ def test_cautious_weight_decay_only_where_update_and_weight_agree(scripts):
 
     def run(weight_decay):
         params = start.clone()
-        muon_step(grads.clone(), params, torch.zeros_like(start), torch.zeros(2, 32, 1),
-                  0.9, 0.1, weight_decay, 0.95)
+        muon_step(
+            grads.clone(),
+            params,
+            torch.zeros_like(start),
+            torch.zeros(2, 32, 1),
+            0.9,
+            0.1,
+            weight_decay,
+            0.95,
+        )
         return params
 
     plain, decayed = run(0.0), run(0.5)
@@ -261,8 +278,7 @@ def test_optimizer_groups_and_schedules_follow_the_original(scripts):
     optimizer = model.setup_optimizer(0.004, 0.6, 0.04, 0.2, (0.8, 0.95), 0.5)
     scale = (config.n_embd / 768) ** -0.5
     adamw = [g for g in optimizer.param_groups if g["kind"] == "adamw"]
-    assert [g["lr"] for g in adamw] == pytest.approx([0.004 * scale, 0.6 * scale, 0.6 * scale,
-                                                      0.005, 0.5])
+    assert [g["lr"] for g in adamw] == pytest.approx([0.004 * scale, 0.6 * scale, 0.6 * scale, 0.005, 0.5])
     assert adamw[-1]["betas"] == (0.96, 0.95) and all(g["eps"] == 1e-10 for g in adamw)
     muon = [g for g in optimizer.param_groups if g["kind"] == "muon"]
     assert sum(len(g["params"]) for g in muon) == len(list(model.transformer.h.parameters()))
@@ -274,6 +290,7 @@ def test_optimizer_groups_and_schedules_follow_the_original(scripts):
 
 # ---------------------------------------------------------------------------
 # The metric
+
 
 def test_bpb_matches_a_direct_computation_of_the_formula(scripts):
     prepare, train = scripts.prepare, scripts.train

@@ -79,6 +79,7 @@ def measure(root: Path, target: NanochatBpb, budget: float = 2.0):
 # ---------------------------------------------------------------------------
 # Registration, configuration, scaffolding
 
+
 def test_registered_as_a_target(monkeypatch):
     monkeypatch.setenv("AUTORESEARCH_LOAD_PLUGINS", "nanochat_bpb")
     registry.get_manager.cache_clear()
@@ -92,8 +93,7 @@ def test_constants_are_read_and_rewritten_in_place():
     source = (TEMPLATE_DIR / "train.py").read_text()
     changed = set_constants(source, {"DEPTH": 3, "MATRIX_LR": 0.02, "WINDOW_PATTERN": "SL"})
     constants = read_constants(changed)
-    assert (constants["DEPTH"], constants["MATRIX_LR"], constants["WINDOW_PATTERN"]) == (
-        3, 0.02, "SL")
+    assert (constants["DEPTH"], constants["MATRIX_LR"], constants["WINDOW_PATTERN"]) == (3, 0.02, "SL")
     assert constants["TOTAL_BATCH_SIZE"] == 2**19  # arithmetic constants are read too
     assert "DEPTH = 3                     # transformer layers" in changed
     assert "TOTAL_BATCH_SIZE = 2**12" in set_constants(source, {"TOTAL_BATCH_SIZE": 4096})
@@ -111,16 +111,19 @@ def test_default_config_falls_back_to_the_offline_corpus(capsys):
     assert target.editable == ["train.py"] and "prepare.py" in target.protected
 
 
-@pytest.mark.parametrize("options, field", [
-    ({"device": "tpu"}, "device"),
-    ({"preset": "huge"}, "preset"),
-    ({"DEPTHH": 3}, "DEPTHH"),
-    ({"DEPTH": "three"}, "DEPTH"),
-    ({"COMPILE": 1}, "COMPILE"),
-    ({"data": "/no/such/folder"}, "data"),
-    ({"corpus": "wikipedia"}, "corpus"),
-    ({"budget": "soon"}, "budget"),
-])
+@pytest.mark.parametrize(
+    "options, field",
+    [
+        ({"device": "tpu"}, "device"),
+        ({"preset": "huge"}, "preset"),
+        ({"DEPTHH": 3}, "DEPTHH"),
+        ({"DEPTH": "three"}, "DEPTH"),
+        ({"COMPILE": 1}, "COMPILE"),
+        ({"data": "/no/such/folder"}, "data"),
+        ({"corpus": "wikipedia"}, "corpus"),
+        ({"budget": "soon"}, "budget"),
+    ],
+)
 def test_bad_options_name_the_field(options, field):
     with pytest.raises(ConfigError, match=f"^{field}"):
         NanochatBpb.default_config({"preset": "cpu", "corpus": "stdlib", **options})
@@ -128,8 +131,12 @@ def test_bad_options_name_the_field(options, field):
 
 def test_from_config_refuses_bad_or_inconsistent_configs(prepared):
     root, config = prepared
-    for key, value, field in [("device", "gpu", "device"), ("corpus_id", "", "corpus_id"),
-                              ("budget", -1, "budget"), ("settings", {}, "settings")]:
+    for key, value, field in [
+        ("device", "gpu", "device"),
+        ("corpus_id", "", "corpus_id"),
+        ("budget", -1, "budget"),
+        ("settings", {}, "settings"),
+    ]:
         with pytest.raises(ConfigError, match=f"^{field}"):
             NanochatBpb.from_config({**config, key: value}, root)
     changed = {**config, "settings": {**config["settings"], "MAX_SEQ_LEN": 128}}
@@ -167,6 +174,7 @@ def test_prepare_is_idempotent(workspace):
 # ---------------------------------------------------------------------------
 # ClimbMix downloader, against a local server
 
+
 class ShardServer(http.server.SimpleHTTPRequestHandler):
     failures: dict = {}  # path -> how many requests still fail with 500
 
@@ -203,7 +211,9 @@ def test_downloader_fetches_shards_with_retries(prepared, shard_server, tmp_path
     assert prepare.hub_reachable(2.0)
     prepare.download_climbmix(num_train_shards=2, workers=2, backoff=0.01)
     assert sorted(p.name for p in (tmp_path / "climbmix" / "train").iterdir()) == [
-        "shard_00000.parquet", "shard_00001.parquet"]
+        "shard_00000.parquet",
+        "shard_00001.parquet",
+    ]
     assert [p.name for p in (tmp_path / "climbmix" / "val").iterdir()] == ["shard_06542.parquet"]
     assert next(prepare.documents(tmp_path / "climbmix" / "val")).startswith("shard 6542 ")
     assert ShardServer.failures["/shard_00001.parquet"] == 0
@@ -213,8 +223,7 @@ def test_downloader_gives_up_after_five_attempts(prepared, shard_server, tmp_pat
     prepare, _ = load_scripts(prepared[0])
     ShardServer.failures = {"/shard_00000.parquet": 10}
     with pytest.raises(SystemExit, match="download failed 5 times"):
-        prepare.download_file(f"{shard_server}/shard_00000.parquet", tmp_path / "x.parquet",
-                              backoff=0.01)
+        prepare.download_file(f"{shard_server}/shard_00000.parquet", tmp_path / "x.parquet", backoff=0.01)
     assert ShardServer.failures["/shard_00000.parquet"] == 5
     assert not list(tmp_path.glob("x.parquet*"))
     monkeypatch.setenv("AUTORESEARCH_CLIMBMIX_URL", CLOSED_PORT)
@@ -224,18 +233,23 @@ def test_downloader_gives_up_after_five_attempts(prepared, shard_server, tmp_pat
 # ---------------------------------------------------------------------------
 # A metric the agent cannot game
 
+
 def test_the_metric_comes_from_the_evaluator_not_from_train_output(workspace):
     root, target = workspace
-    edit(root / "train.py", "    save_model(model, config, stats)",
-         '    save_model(model, config, {**stats, "val_bpb": 0.0001})\n'
-         '    print("---")\n    print("val_bpb:          0.000100")')
+    edit(
+        root / "train.py",
+        "    save_model(model, config, stats)",
+        '    save_model(model, config, {**stats, "val_bpb": 0.0001})\n'
+        '    print("---")\n    print("val_bpb:          0.000100")',
+    )
     measurement, log = measure(root, target)
     assert measurement.ok, measurement.reason
     assert "val_bpb:          0.000100" in log
     assert measurement.metric > 0.5
     evaluator_block = log.rsplit("---", 1)[1]
     assert float(parse_summary("---" + evaluator_block)["val_bpb"][0]) == pytest.approx(
-        measurement.metric, abs=1e-6)
+        measurement.metric, abs=1e-6
+    )
     extras = measurement.extras
     assert extras["num_steps"] > 11 and extras["depth"] == 2 and extras["eval_tokens"] == 2048
     assert extras["training_seconds"] >= 2.0 and extras["total_seconds"] > extras["eval_seconds"]
@@ -263,8 +277,12 @@ def test_editing_the_evaluation_in_process_changes_nothing(workspace):
     honest_source = (root / "train.py").read_text()
 
     def harness(*args):
-        result = subprocess.run([sys.executable, "prepare.py", *args, "--run-dir", str(run_dir)],
-                                cwd=root, capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "prepare.py", *args, "--run-dir", str(run_dir)],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         return json.loads((run_dir / "result.json").read_text()) if args[0] == "eval" else None
 
@@ -279,9 +297,12 @@ def test_editing_the_evaluation_in_process_changes_nothing(workspace):
 
 def test_training_cannot_open_the_validation_split(workspace):
     root, target = workspace
-    edit(root / "train.py", "    tokenizer = Tokenizer.load()",
-         "    import prepare\n    open(prepare.val_rows_path(), 'rb').read()\n"
-         "    tokenizer = Tokenizer.load()")
+    edit(
+        root / "train.py",
+        "    tokenizer = Tokenizer.load()",
+        "    import prepare\n    open(prepare.val_rows_path(), 'rb').read()\n"
+        "    tokenizer = Tokenizer.load()",
+    )
     measurement, log = measure(root, target)
     assert (measurement.status, measurement.reason) == ("crash", "training failed (exit code 1)")
     assert "training may not read the validation split" in log.strip().splitlines()[-1]
@@ -289,14 +310,15 @@ def test_training_cannot_open_the_validation_split(workspace):
 
 def test_stretching_the_budget_fails_the_measurement(workspace):
     root, target = workspace
-    edit(root / "train.py", "total_training_time >= TIME_BUDGET:",
-         "total_training_time >= 5 * TIME_BUDGET:")
+    edit(root / "train.py", "total_training_time >= TIME_BUDGET:", "total_training_time >= 5 * TIME_BUDGET:")
     measurement, log = measure(root, target, budget=1.0)
     assert measurement.status == "crash"
     assert log.strip().splitlines()[-1].startswith("budget stretched: ")
 
 
 def test_no_cuda_call_at_import():
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import torch, prepare, train; "
-            "assert not torch.cuda.is_initialized()")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import torch, prepare, train; "
+        "assert not torch.cuda.is_initialized()"
+    )
     subprocess.run([sys.executable, "-c", code, str(TEMPLATE_DIR)], check=True)
