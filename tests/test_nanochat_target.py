@@ -322,3 +322,25 @@ def test_no_cuda_call_at_import():
         "assert not torch.cuda.is_initialized()"
     )
     subprocess.run([sys.executable, "-c", code, str(TEMPLATE_DIR)], check=True)
+
+
+@pytest.mark.parametrize(
+    "path, old, new, reason",
+    [
+        ("prepare.py", "import ", "import sys  # tampered\nimport ", "alters protected file prepare.py"),
+        ("train.py", "import ", "import torch\ntorch.manual_seed(0)\nimport ", "changes the random seed"),
+        ("train.py", "DEPTH = ", "SEED = 1234\nDEPTH = ", "changes the random seed"),
+    ],
+)
+def test_editing_prepare_or_the_seed_is_invalid(workspace, path, old, new, reason):
+    from autoresearch.checks import problem, read_change
+    from autoresearch.workspace import Workspace
+
+    root, target = workspace
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "prepare.py", "train.py"], cwd=root, check=True)
+    subprocess.run(["git", "commit", "-qm", "scaffold"], cwd=root, check=True)
+    edit(root / path, old, new)
+    ws = Workspace(root)
+    assert target.takes_seed
+    assert problem(ws, target, read_change(ws), None).startswith(reason)
