@@ -5,7 +5,9 @@ experiments. Tokens are estimated as characters / 4. The stable part (above the 
 rules, program, editable and protected files, incumbent) is what the anthropic agent marks for
 caching; between two experiments with no keep it is a cache read, the rest is fresh input.
 
-    python bench/brief_size.py [--json]
+    python bench/brief_size.py [--file train.py] [--json]
+
+The editable file defaults to nanochat_bpb's train.py template, the size a real brief carries.
 """
 
 from __future__ import annotations
@@ -22,15 +24,18 @@ from autoresearch.engine import Engine, RunOptions
 from autoresearch.history import History
 
 SIZES = (10, 100, 1_000, 10_000)
+DEFAULT_FILE = Path(__file__).parent.parent / "plugins" / "nanochat_bpb" / "template" / "train.py"
 
 
 def tokens(text: str) -> int:
     return len(text) // 4
 
 
-def measure(size: int) -> dict:
+def measure(size: int, editable: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         ws = workspace(Path(tmp) / "ws")
+        (ws.root / "model.py").write_text(editable)
+        ws.commit_files("the editable file of a real target")
         ws.ensure_state_dir()
         history = History(ws.state_dir / "history.db")
         prefill(history, ws, "bench", size)
@@ -42,9 +47,11 @@ def measure(size: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--file", type=Path, default=DEFAULT_FILE, help="the editable file's content")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = {size: measure(size) for size in SIZES}
+    editable = args.file.read_text()
+    results = {size: measure(size, editable) for size in SIZES}
     if args.json:
         print(json.dumps(results))
         return
