@@ -43,9 +43,15 @@ def time_training(vocab_size: int, device: torch.device, steps: int, warmup: int
     torch.set_float32_matmul_precision("high")
     model, config = train.build_model(vocab_size, device)
     compiled = train.COMPILE and device.type == "cuda"
-    optimizer = model.setup_optimizer(train.UNEMBEDDING_LR, train.EMBEDDING_LR, train.MATRIX_LR,
-                                      train.WEIGHT_DECAY, train.ADAM_BETAS, train.SCALAR_LR,
-                                      compile_steps=compiled)
+    optimizer = model.setup_optimizer(
+        train.UNEMBEDDING_LR,
+        train.EMBEDDING_LR,
+        train.MATRIX_LR,
+        train.WEIGHT_DECAY,
+        train.ADAM_BETAS,
+        train.SCALAR_LR,
+        compile_steps=compiled,
+    )
     step_model = torch.compile(model, dynamic=False) if compiled else model
     B, T = train.DEVICE_BATCH_SIZE, train.MAX_SEQ_LEN
     grad_accum = train.TOTAL_BATCH_SIZE // (B * T)
@@ -111,10 +117,16 @@ def main():
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps (compilation)")
     parser.add_argument("--no-compile", action="store_true")
     args = parser.parse_args()
-    device = configure(args.device, {
-        "DEPTH": args.depth, "MAX_SEQ_LEN": args.seq, "DEVICE_BATCH_SIZE": args.device_batch,
-        "TOTAL_BATCH_SIZE": args.total_batch, "COMPILE": not args.no_compile,
-    })
+    device = configure(
+        args.device,
+        {
+            "DEPTH": args.depth,
+            "MAX_SEQ_LEN": args.seq,
+            "DEVICE_BATCH_SIZE": args.device_batch,
+            "TOTAL_BATCH_SIZE": args.total_batch,
+            "COMPILE": not args.no_compile,
+        },
+    )
     print_block(time_training(args.vocab, device, args.steps, args.warmup))
 
 

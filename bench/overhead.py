@@ -84,7 +84,7 @@ def prefill(history: History, ws: Workspace, tag: str, rows: int) -> None:
             "diff": f"--- a/model.py\n+++ b/model.py\n-X = 1.0\n+X = {n}\n",
             "diff_sha": f"{n:064x}",
             "metric": 0.5 if n == 0 else 0.6 + n / 1e6,
-            "samples": "[0.5]",
+            "samples": "[0.5, 0.5, 0.5]" if n == 0 else "[0.6]",
             "extras": "{}",
         }
         for n in range(rows)

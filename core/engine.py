@@ -149,6 +149,15 @@ class Engine:
             self.target.prepare(self.ws.root, echo=self.display.say)
             self._resume()
             self.evidence = Evidence.from_rows(self.history.experiments(self.tag))
+            if (
+                self.options.accept == "noise"
+                and self.history.incumbent(self.tag)
+                and self.evidence.noise is None
+            ):
+                raise ConfigError(
+                    f"run {self.tag}'s baseline was measured once, so its noise is unknown; "
+                    "resume it with --accept strict, or start a new --tag"
+                )
             self._protect()
             if self.history.incumbent(self.tag) is None:
                 self._baseline()

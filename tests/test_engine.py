@@ -196,3 +196,15 @@ def test_strict_policy_is_the_original(toy):
     assert result.exit_code == 0
     assert len(rows(toy)[0]["samples"]) == 1
     assert all(r["extra_runs"] in (None, 0) for r in rows(toy))
+
+
+def test_a_strict_run_cannot_resume_as_noise_aware(toy):
+    invoke("run", "--agent", "mutate", "--max-experiments", "1", "--accept", "strict", "--tag", "t")
+    result = invoke("run", "--agent", "mutate", "--max-experiments", "1", "--tag", "t")
+    assert result.exit_code == 1 and "resume it with --accept strict" in result.output
+    assert (
+        invoke(
+            "run", "--agent", "mutate", "--max-experiments", "1", "--accept", "strict", "--tag", "t"
+        ).exit_code
+        == 0
+    )

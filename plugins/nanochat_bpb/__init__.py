@@ -36,24 +36,44 @@ HUB_PROBE_SECONDS = 3.0
 # adds to the budget for start-up (incl. compilation and the untimed first steps) and evaluation.
 PRESETS = {
     "gpu": {
-        "settings": {"MAX_SEQ_LEN": 2048, "VOCAB_SIZE": 8192, "EVAL_TOKENS": 40 * 524288,
-                     "EVAL_BATCH_SIZE": 32, "NUM_TRAIN_SHARDS": 10},
+        "settings": {
+            "MAX_SEQ_LEN": 2048,
+            "VOCAB_SIZE": 8192,
+            "EVAL_TOKENS": 40 * 524288,
+            "EVAL_BATCH_SIZE": 32,
+            "NUM_TRAIN_SHARDS": 10,
+        },
         "train": {},
         "startup_seconds": 180,
         "eval_seconds": 180,
     },
     "small-gpu": {
-        "settings": {"MAX_SEQ_LEN": 1024, "VOCAB_SIZE": 8192, "EVAL_TOKENS": 10 * 524288,
-                     "EVAL_BATCH_SIZE": 16, "NUM_TRAIN_SHARDS": 4},
+        "settings": {
+            "MAX_SEQ_LEN": 1024,
+            "VOCAB_SIZE": 8192,
+            "EVAL_TOKENS": 10 * 524288,
+            "EVAL_BATCH_SIZE": 16,
+            "NUM_TRAIN_SHARDS": 4,
+        },
         "train": {"DEPTH": 6, "TOTAL_BATCH_SIZE": 2**17, "DEVICE_BATCH_SIZE": 32},
         "startup_seconds": 180,
         "eval_seconds": 180,
     },
     "cpu": {
-        "settings": {"MAX_SEQ_LEN": 256, "VOCAB_SIZE": 4096, "EVAL_TOKENS": 2**17,
-                     "EVAL_BATCH_SIZE": 16, "NUM_TRAIN_SHARDS": 1},
-        "train": {"DEPTH": 2, "HEAD_DIM": 64, "TOTAL_BATCH_SIZE": 2**12, "DEVICE_BATCH_SIZE": 16,
-                  "COMPILE": False},
+        "settings": {
+            "MAX_SEQ_LEN": 256,
+            "VOCAB_SIZE": 4096,
+            "EVAL_TOKENS": 2**17,
+            "EVAL_BATCH_SIZE": 16,
+            "NUM_TRAIN_SHARDS": 1,
+        },
+        "train": {
+            "DEPTH": 2,
+            "HEAD_DIM": 64,
+            "TOTAL_BATCH_SIZE": 2**12,
+            "DEVICE_BATCH_SIZE": 16,
+            "COMPILE": False,
+        },
         "startup_seconds": 60,
         "eval_seconds": 90,
     },
@@ -63,11 +83,11 @@ PRESETS = {
 # ---------------------------------------------------------------------------
 # The workspace scripts' constants: read and rewritten in place
 
+
 def _value(node: ast.expr):
     """A constant expression's value: literals and arithmetic on them (``40 * 524288``)."""
     if isinstance(node, ast.BinOp):
-        ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-               ast.Pow: operator.pow}
+        ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Pow: operator.pow}
         return ops[type(node.op)](_value(node.left), _value(node.right))
     return ast.literal_eval(node)
 
@@ -76,8 +96,12 @@ def read_constants(source: str) -> dict:
     """A script's UPPER_CASE module constants whose values are literals (or arithmetic on them)."""
     constants = {}
     for node in ast.parse(source).body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name) and node.targets[0].id.isupper()):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id.isupper()
+        ):
             try:
                 constants[node.targets[0].id] = _value(node.value)
             except (ValueError, KeyError, TypeError):
@@ -108,7 +132,7 @@ def set_constants(source: str, values: dict) -> str:
             column = match.start("comment") - match.start() + len(comment) - len(comment.lstrip())
             line = f"{line:<{column}}" if len(line) + 2 <= column else f"{line}  "
             line += comment.lstrip()
-        source = source[:match.start()] + line + source[match.end():]
+        source = source[: match.start()] + line + source[match.end() :]
     return source
 
 
@@ -129,6 +153,7 @@ def template_prepare():
 
 # ---------------------------------------------------------------------------
 # Configuration: preset from the hardware, corpus from the options or the network
+
 
 def detect_preset(device: str) -> str:
     """The largest preset the hardware runs: the original on >= 60 GB GPUs."""
@@ -160,8 +185,11 @@ def choose_corpus(options: dict) -> tuple[str, str]:
         return corpus, ""
     if template_prepare().hub_reachable(HUB_PROBE_SECONDS):
         return "climbmix", ""
-    print(f"nanochat_bpb: the ClimbMix hub did not answer within {HUB_PROBE_SECONDS:g}s; "
-          "using the offline corpus (this Python's standard library)", file=sys.stderr)
+    print(
+        f"nanochat_bpb: the ClimbMix hub did not answer within {HUB_PROBE_SECONDS:g}s; "
+        "using the offline corpus (this Python's standard library)",
+        file=sys.stderr,
+    )
     return "stdlib", ""
 
 
@@ -192,8 +220,10 @@ def split_overrides(options: dict) -> tuple[dict, dict]:
         elif name in train_defaults and not isinstance(train_defaults[name], (tuple, list)):
             train[name] = coerce(name, value, train_defaults[name])
         else:
-            raise ConfigError(f"{name}: not a setting of nanochat_bpb (settings: "
-                              f"{', '.join(SETTINGS)}, or a scalar train.py hyperparameter)")
+            raise ConfigError(
+                f"{name}: not a setting of nanochat_bpb (settings: "
+                f"{', '.join(SETTINGS)}, or a scalar train.py hyperparameter)"
+            )
     return settings, train
 
 
@@ -206,13 +236,18 @@ def check_positive(config: dict, key: str) -> None:
 # ---------------------------------------------------------------------------
 # The target
 
+
 class NanochatBpb(Target):
     name = "nanochat_bpb"
-    description = ("Karpathy's autoresearch: pretrain a small GPT for a fixed time budget on one "
-                   "device; val_bpb on a held-out split, computed by the harness")
+    description = (
+        "Karpathy's autoresearch: pretrain a small GPT for a fixed time budget on one "
+        "device; val_bpb on a held-out split, computed by the harness"
+    )
     template = "nanochat_bpb.md"
-    objective = ("Lower val_bpb: the bits per byte of a small GPT pretrained from scratch in a "
-                 "fixed time budget, measured on a held-out split by the harness.")
+    objective = (
+        "Lower val_bpb: the bits per byte of a small GPT pretrained from scratch in a "
+        "fixed time budget, measured on a held-out split by the harness."
+    )
 
     def __init__(self, config: dict):
         self.config = config  # the validated autoresearch.yaml mapping (see default_config)
@@ -262,12 +297,13 @@ class NanochatBpb(Target):
         cls.validate(config)
         if root is not None and (Path(root) / "prepare.py").exists():
             baked = read_constants((Path(root) / "prepare.py").read_text())
-            expected = {"PRESET": config["preset"], "CORPUS_ID": config["corpus_id"],
-                        **config["settings"]}
+            expected = {"PRESET": config["preset"], "CORPUS_ID": config["corpus_id"], **config["settings"]}
             for name, value in expected.items():
                 if baked.get(name) != value:
-                    raise ConfigError(f"{name}: prepare.py has {baked.get(name)!r} but "
-                                      f"autoresearch.yaml says {value!r}; make a new workspace")
+                    raise ConfigError(
+                        f"{name}: prepare.py has {baked.get(name)!r} but "
+                        f"autoresearch.yaml says {value!r}; make a new workspace"
+                    )
         return cls(config)
 
     @staticmethod
@@ -275,8 +311,7 @@ class NanochatBpb(Target):
         """Raise ConfigError, naming the field, for a missing or bad value."""
         for key, allowed in (("preset", PRESETS), ("device", DEVICES), ("corpus", CORPORA)):
             if config.get(key) not in allowed:
-                raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, "
-                                  f"not {config.get(key)!r}")
+                raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, not {config.get(key)!r}")
         if not isinstance(config.get("corpus_id"), str) or not config["corpus_id"]:
             raise ConfigError("corpus_id: missing; make a new workspace")
         if config["corpus"] == "folder" and not isinstance(config.get("data"), str):
@@ -296,8 +331,10 @@ class NanochatBpb(Target):
     def scaffold(cls, root: Path, options: dict) -> dict:
         for name in ("prepare.py", "train.py", "program.md"):
             if (Path(root) / name).exists():
-                raise ConfigError(f"{name}: {Path(root) / name} exists already; nanochat_bpb "
-                                  "makes its workspace in a new folder")
+                raise ConfigError(
+                    f"{name}: {Path(root) / name} exists already; nanochat_bpb "
+                    "makes its workspace in a new folder"
+                )
         config = cls.default_config(options)
         cls(config).write_scripts(Path(root))
         program = importlib.resources.files("autoresearch.program_templates") / cls.template
@@ -312,9 +349,15 @@ class NanochatBpb(Target):
         """prepare.py (and train.py) with this workspace's constants baked in."""
         c = self.config
         budget = int(c["budget"]) if float(c["budget"]).is_integer() else c["budget"]
-        harness = {"PRESET": c["preset"], "DEVICE": c["device"], "CORPUS": c["corpus"],
-                   "CORPUS_ID": c["corpus_id"], "DATA_DIR": c.get("data", ""),
-                   "TIME_BUDGET": budget, **c["settings"]}
+        harness = {
+            "PRESET": c["preset"],
+            "DEVICE": c["device"],
+            "CORPUS": c["corpus"],
+            "CORPUS_ID": c["corpus_id"],
+            "DATA_DIR": c.get("data", ""),
+            "TIME_BUDGET": budget,
+            **c["settings"],
+        }
         prepare = set_constants((TEMPLATE_DIR / "prepare.py").read_text(), harness)
         (root / "prepare.py").write_text(prepare)
         if train:
@@ -330,8 +373,13 @@ class NanochatBpb(Target):
             if root is None:
                 root = Path(scratch)
                 self.write_scripts(root, train=False)
-            proc = subprocess.Popen([sys.executable, "prepare.py"], cwd=root, text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [sys.executable, "prepare.py"],
+                cwd=root,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
             last = ""
             for line in proc.stdout:
                 last = line.rstrip() or last
@@ -339,23 +387,37 @@ class NanochatBpb(Target):
             if proc.wait() != 0:
                 raise ConfigError(f"prepare.py failed: {last}")
 
-    def evaluate(self, root: Path, runner: Runner, budget: float, seed: int | None,
-                 log_path: Path) -> Measurement:
+    def evaluate(
+        self, root: Path, runner: Runner, budget: float, seed: int | None, log_path: Path
+    ) -> Measurement:
         """Train (launcher process), then evaluate (evaluator process); the metric comes only
         from the evaluator's result file, never from train.py's output."""
         started = time.time()
-        env = {"AUTORESEARCH_SEED": str(42 if seed is None else seed),
-               "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {"AUTORESEARCH_SEED": str(42 if seed is None else seed), "PYTHONDONTWRITEBYTECODE": "1"}
         with tempfile.TemporaryDirectory(prefix="nanochat_bpb-run-") as scratch:
             run_dir = Path(scratch)
-            command = [sys.executable, "prepare.py", "train", "--budget", repr(float(budget)),
-                       "--run-dir", str(run_dir)]
+            command = [
+                sys.executable,
+                "prepare.py",
+                "train",
+                "--budget",
+                repr(float(budget)),
+                "--run-dir",
+                str(run_dir),
+            ]
             deadline = budget + self.config["startup_seconds"]
             result = runner.run(command, Path(root), log_path, deadline, env)
             if result.status != "ok":
                 return self.failure(result, "training", started)
-            command = [sys.executable, "prepare.py", "eval", "--run-dir", str(run_dir),
-                       "--started", repr(started)]
+            command = [
+                sys.executable,
+                "prepare.py",
+                "eval",
+                "--run-dir",
+                str(run_dir),
+                "--started",
+                repr(started),
+            ]
             result = runner.run(command, Path(root), log_path, self.config["eval_seconds"], env)
             if result.status != "ok":
                 return self.failure(result, "evaluation", started)
@@ -363,21 +425,30 @@ class NanochatBpb(Target):
                 summary = json.loads((run_dir / "result.json").read_text())
                 val_bpb = float(summary.pop("val_bpb"))
             except (OSError, ValueError, KeyError):
-                return Measurement("crash", reason="the evaluator wrote no result",
-                                   seconds=time.time() - started, log_path=str(log_path))
-        return Measurement("ok", metric=val_bpb, extras=summary, seconds=time.time() - started,
-                           log_path=str(log_path))
+                return Measurement(
+                    "crash",
+                    reason="the evaluator wrote no result",
+                    seconds=time.time() - started,
+                    log_path=str(log_path),
+                )
+        return Measurement(
+            "ok", metric=val_bpb, extras=summary, seconds=time.time() - started, log_path=str(log_path)
+        )
 
     def failure(self, result: RunResult, stage: str, started: float) -> Measurement:
         """A failed stage. The log's last line says what went wrong (the engine shows it)."""
         if result.status == "timeout":
-            allowance = ("the budget plus the start-up allowance" if stage == "training"
-                         else "the evaluation allowance")
+            allowance = (
+                "the budget plus the start-up allowance"
+                if stage == "training"
+                else "the evaluation allowance"
+            )
             reason = f"{stage} ran past {allowance}"
         else:
             reason = f"{stage} failed ({result.reason})"
-        return Measurement(result.status, reason=reason, seconds=time.time() - started,
-                           log_path=str(result.log_path))
+        return Measurement(
+            result.status, reason=reason, seconds=time.time() - started, log_path=str(result.log_path)
+        )
 
 
 @hookimpl
