@@ -44,13 +44,13 @@ def test_cpu_preset_learns_in_a_short_budget(tmp_path):
     root.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     data = write_corpus(tmp_path / "corpus")
-    config = NanochatBpb.scaffold(root, {"preset": "cpu", "data": str(data), "budget": 20})
+    config = NanochatBpb.scaffold(root, {"preset": "cpu", "data": str(data), "budget": 30})
     target = NanochatBpb.from_config(config, root)
     lines = []
     target.prepare(root, echo=lines.append)
     assert any("tokenizer: vocab 4096" in line for line in lines) and lines[-1] == "ready"
 
-    measurement = target.evaluate(root, Runner(), 20, 1, tmp_path / "run.log")
+    measurement = target.evaluate(root, Runner(), 30, 1, tmp_path / "run.log")
     assert measurement.ok, (measurement.reason, (tmp_path / "run.log").read_text()[-3000:])
     assert math.isfinite(measurement.metric)
     assert measurement.metric < 0.85 * uniform_bpb(root)

@@ -110,6 +110,13 @@ def test_tokenizer_round_trip_and_token_bytes(scripts):
         assert token_bytes[i] == len(tokenizer.encoding.decode_single_token_bytes(i))
 
 
+def test_the_last_step_may_overshoot_the_budget_by_a_step(scripts):
+    allowed = scripts.prepare.overshoot_allowed
+    assert allowed(300, {"training_seconds": 301.0, "num_steps": 400}) == pytest.approx(6.0)
+    assert allowed(20, {"training_seconds": 22.0, "num_steps": 22}) == pytest.approx(5.0)
+    assert allowed(10, {}) == 2.0
+
+
 def test_training_never_reads_validation_documents(scripts):
     prepare = scripts.prepare
     train_docs = set(prepare.documents(prepare.train_dir()))
