@@ -38,36 +38,36 @@ import torch
 # ---------------------------------------------------------------------------
 # Constants (written when the workspace was created; a run never changes them)
 
-PRESET = "gpu"  # hardware preset the workspace was made for
-DEVICE = "auto"  # auto (cuda -> mps -> cpu), cuda, mps or cpu
-CORPUS = "climbmix"  # climbmix, stdlib (this Python's own sources) or folder (DATA_DIR)
-CORPUS_ID = ""  # fingerprinted corpus id; prepare refuses a corpus that differs
-DATA_DIR = ""  # the local folder of a "folder" corpus
-MAX_SEQ_LEN = 2048  # context length of training and evaluation
-VOCAB_SIZE = 8192  # BPE vocabulary, special tokens included
-TIME_BUDGET = 300  # seconds of training (the launcher sets the run's budget)
-EVAL_TOKENS = 40 * 524288  # size of the fixed validation set, in tokens
-EVAL_BATCH_SIZE = 32  # validation rows per forward pass
-NUM_TRAIN_SHARDS = 10  # ClimbMix training shards to download
+PRESET = "gpu"                # hardware preset the workspace was made for
+DEVICE = "auto"               # auto (cuda -> mps -> cpu), cuda, mps or cpu
+CORPUS = "climbmix"           # climbmix, stdlib (this Python's own sources) or folder (DATA_DIR)
+CORPUS_ID = ""                # fingerprinted corpus id; prepare refuses a corpus that differs
+DATA_DIR = ""                 # the local folder of a "folder" corpus
+MAX_SEQ_LEN = 2048            # context length of training and evaluation
+VOCAB_SIZE = 8192             # BPE vocabulary, special tokens included
+TIME_BUDGET = 300             # seconds of training (the launcher sets the run's budget)
+EVAL_TOKENS = 40 * 524288     # size of the fixed validation set, in tokens
+EVAL_BATCH_SIZE = 32          # validation rows per forward pass
+NUM_TRAIN_SHARDS = 10         # ClimbMix training shards to download
 
-SPLIT_PATTERN = (  # GPT-4 style pre-tokenisation, with numbers of at most two digits
+SPLIT_PATTERN = (             # GPT-4 style pre-tokenisation, with numbers of at most two digits
     r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
     r"""|\s*[\r\n]|\s+(?!\S)|\s+"""
 )
 SPECIAL_TOKENS = [f"<|reserved_{i}|>" for i in range(4)]
-BOS_TOKEN = SPECIAL_TOKENS[0]  # every document, and so every row, starts with it
-TOKENIZER_DOC_CHARS = 10_000  # documents are capped at this length for tokenizer training
-TOKENIZER_MAX_CHARS = 10**9  # and training stops after this many characters
-MAX_DOC_CHARS = 1_000  # local texts are cut into documents of about this length
-VAL_EVERY = 20  # local corpora: documents with crc32 % VAL_EVERY == 0 validate
-DOCS_PER_SHARD = 20_000  # local corpora: documents per parquet shard
+BOS_TOKEN = SPECIAL_TOKENS[0]   # every document, and so every row, starts with it
+TOKENIZER_DOC_CHARS = 10_000    # documents are capped at this length for tokenizer training
+TOKENIZER_MAX_CHARS = 10**9     # and training stops after this many characters
+MAX_DOC_CHARS = 1_000           # local texts are cut into documents of about this length
+VAL_EVERY = 20                  # local corpora: documents with crc32 % VAL_EVERY == 0 validate
+DOCS_PER_SHARD = 20_000         # local corpora: documents per parquet shard
 
 CLIMBMIX_URL = "https://huggingface.co/datasets/karpathy/climbmix-400b-shuffle/resolve/main"
 CLIMBMIX_URL_ENV = "AUTORESEARCH_CLIMBMIX_URL"  # points the downloader at a mirror (or a test)
-VAL_SHARD = 6542  # the last ClimbMix shard, pinned as validation
+VAL_SHARD = 6542                # the last ClimbMix shard, pinned as validation
 CACHE_ENV = "AUTORESEARCH_CACHE"  # overrides ~/.cache/autoresearch
 CHECKPOINT_ENV = "AUTORESEARCH_CHECKPOINT"  # where save_model writes (set by the launcher)
-PEAK_FLOPS = (  # dense bf16 peaks; the first name found in the device name wins
+PEAK_FLOPS = (                  # dense bf16 peaks; the first name found in the device name wins
     ("H100 PCIe", 756e12),
     ("H100 NVL", 835e12),
     ("H100", 989e12),
@@ -103,7 +103,6 @@ _TRUSTED = dict(
 # ---------------------------------------------------------------------------
 # Cache layout: <cache>/nanochat_bpb/<corpus id>/{train,val,tokenizer_v<vocab>}
 
-
 def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "autoresearch")
 
@@ -131,7 +130,6 @@ def val_rows_path() -> Path:
 
 # ---------------------------------------------------------------------------
 # Corpora: ClimbMix shards, this Python's standard library, or a local folder
-
 
 def stdlib_files() -> list[Path]:
     """The running Python's own .py sources: an offline corpus that needs nothing installed."""
@@ -329,7 +327,6 @@ def documents(folder: Path):
 # ---------------------------------------------------------------------------
 # Tokenizer: rustbpe-trained BPE, wrapped in tiktoken for fast encoding
 
-
 def train_tokenizer() -> None:
     import rustbpe
 
@@ -401,7 +398,6 @@ def get_token_bytes(device="cpu") -> torch.Tensor:
 # ---------------------------------------------------------------------------
 # Dataloader: BOS-aligned best-fit packing, every row full, no padding
 
-
 def pack_rows(docs, row_len: int, buffer_size: int = 1000):
     """Rows of ``row_len`` tokens from token lists that each start with BOS.
 
@@ -458,7 +454,6 @@ def make_dataloader(tokenizer: Tokenizer, B: int, T: int, device="cpu", batch_do
 
 def build_validation_rows(tokenizer: Tokenizer) -> np.ndarray:
     """The fixed validation set: the first EVAL_TOKENS // MAX_SEQ_LEN packed rows of val/."""
-
     def token_docs():
         texts = documents(val_dir())
         while batch := list(itertools.islice(texts, 128)):
@@ -479,7 +474,6 @@ def build_validation_rows(tokenizer: Tokenizer) -> np.ndarray:
 
 # ---------------------------------------------------------------------------
 # Devices: cuda -> mps -> cpu, bf16 where the hardware does it well
-
 
 def get_device() -> torch.device:
     if DEVICE != "auto":
@@ -524,7 +518,6 @@ def peak_flops(device: torch.device) -> float | None:
 # ---------------------------------------------------------------------------
 # Handing the model over: train.py saves, the evaluator loads
 
-
 def checkpoint_path() -> Path:
     return Path(os.environ.get(CHECKPOINT_ENV) or corpus_dir() / "last_model.pt")
 
@@ -550,7 +543,6 @@ def save_model(model: torch.nn.Module, config, stats: dict) -> None:
 
 # ---------------------------------------------------------------------------
 # The launcher: train.py runs in this process, under the harness's budget and rules
-
 
 def refuse_validation_reads() -> None:
     """Audit hook: opening (or linking) anything under val/ raises PermissionError in training."""
@@ -596,10 +588,8 @@ def launch_training(train_path: Path, budget: float, report_path: Path) -> None:
 # ---------------------------------------------------------------------------
 # The metric, and the evaluator that computes it in its own process
 
-
-def evaluate_bpb(
-    model, rows: torch.Tensor, token_bytes: torch.Tensor, batch_size: int, device: torch.device
-) -> float:
+def evaluate_bpb(model, rows: torch.Tensor, token_bytes: torch.Tensor, batch_size: int,
+                 device: torch.device) -> float:
     """Bits per byte of the validation rows, independent of the vocabulary size:
 
         val_bpb = sum of -ln p(target) over targets whose byte length > 0
@@ -613,14 +603,12 @@ def evaluate_bpb(
     total_bytes = torch.zeros((), dtype=torch.float64, device=device)
     with t["inference_mode"](), autocast(device):
         for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size].to(device)
+            batch = rows[start:start + batch_size].to(device)
             inputs, targets = batch[:, :-1], batch[:, 1:]
             logits = model(inputs)
             if tuple(logits.shape) != (*inputs.shape, len(token_bytes)):
-                raise SystemExit(
-                    f"model returned logits of shape {tuple(logits.shape)}, "
-                    f"expected {(*inputs.shape, len(token_bytes))}"
-                )
+                raise SystemExit(f"model returned logits of shape {tuple(logits.shape)}, "
+                                 f"expected {(*inputs.shape, len(token_bytes))}")
             logp = t["log_softmax"](logits.to(torch.float32), dim=-1)
             nats = -t["gather"](logp, -1, targets.unsqueeze(-1)).squeeze(-1)
             nbytes = token_bytes[targets]
@@ -710,19 +698,10 @@ def evaluate_checkpoint(run_dir: Path, train_path: Path, started: float) -> None
 
 
 SUMMARY_FORMAT = {  # the original's keys and formats first, then the harness's additions
-    "val_bpb": "{:.6f}",
-    "training_seconds": "{:.1f}",
-    "total_seconds": "{:.1f}",
-    "peak_vram_mb": "{:.1f}",
-    "mfu_percent": "{:.2f}",
-    "total_tokens_M": "{:.1f}",
-    "num_steps": "{}",
-    "num_params_M": "{:.1f}",
-    "depth": "{}",
-    "startup_seconds": "{:.1f}",
-    "eval_seconds": "{:.1f}",
-    "eval_tokens": "{}",
-    "peak_rss_mb": "{:.1f}",
+    "val_bpb": "{:.6f}", "training_seconds": "{:.1f}", "total_seconds": "{:.1f}",
+    "peak_vram_mb": "{:.1f}", "mfu_percent": "{:.2f}", "total_tokens_M": "{:.1f}",
+    "num_steps": "{}", "num_params_M": "{:.1f}", "depth": "{}", "startup_seconds": "{:.1f}",
+    "eval_seconds": "{:.1f}", "eval_tokens": "{}", "peak_rss_mb": "{:.1f}",
 }
 
 
@@ -736,15 +715,12 @@ def print_summary(summary: dict) -> None:
 # ---------------------------------------------------------------------------
 # One-time preparation, and the command line
 
-
 def prepare() -> None:
     """Corpus, tokenizer and validation rows, each only if it is not in the cache yet."""
     found = find_corpus_id()
     if CORPUS_ID and found != CORPUS_ID:
-        raise SystemExit(
-            f"the corpus changed since this workspace was made: found {found}, "
-            f"expected {CORPUS_ID}; make a new workspace"
-        )
+        raise SystemExit(f"the corpus changed since this workspace was made: found {found}, "
+                         f"expected {CORPUS_ID}; make a new workspace")
     print(f"corpus {corpus_id()} in {corpus_dir()}", flush=True)
     if CORPUS == "climbmix":
         download_climbmix()

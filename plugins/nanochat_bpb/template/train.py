@@ -34,7 +34,6 @@ from prepare import (
 # ---------------------------------------------------------------------------
 # GPT model
 
-
 @dataclass
 class GPTConfig:
     sequence_len: int = 2048
@@ -60,17 +59,15 @@ def window_sizes(config: GPTConfig) -> list[int]:
     """Attention window (in keys before the query) per layer: S = half context, L = full;
     the pattern repeats over the layers and the last layer always sees the full context."""
     long, short = config.sequence_len, config.sequence_len // 2
-    sizes = [
-        short if config.window_pattern[i % len(config.window_pattern)] == "S" else long
-        for i in range(config.n_layer)
-    ]
+    sizes = [short if config.window_pattern[i % len(config.window_pattern)] == "S" else long
+             for i in range(config.n_layer)]
     sizes[-1] = long
     return sizes
 
 
 def apply_rotary_emb(x, cos, sin):
     d = cos.size(3)  # channel pairs; an odd head dimension's last channel is not rotated
-    x1, x2, rest = x[..., :d], x[..., d : 2 * d], x[..., 2 * d :]
+    x1, x2, rest = x[..., :d], x[..., d:2 * d], x[..., 2 * d:]
     return torch.cat([x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos, rest], 3)
 
 
@@ -78,10 +75,8 @@ def sliding_window_mask(window: int, T: int, device: torch.device):
     """Query i sees keys i - window .. i: a flex_attention BlockMask on CUDA, a boolean band
     for SDPA elsewhere (flex_attention has no backward on CPU)."""
     if device.type == "cuda":
-
         def band(b, h, q_idx, kv_idx):
             return (kv_idx <= q_idx) & (q_idx - kv_idx <= window)
-
         return create_block_mask(band, B=None, H=None, Q_LEN=T, KV_LEN=T, device=device)
     distance = torch.arange(T, device=device)[:, None] - torch.arange(T, device=device)[None, :]
     return (distance >= 0) & (distance <= window)
@@ -118,11 +113,8 @@ class CausalSelfAttention(nn.Module):
         self.c_v = nn.Linear(config.n_embd, self.n_kv_head * self.head_dim, bias=False)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
         self.ve_gate_channels = 32
-        self.ve_gate = (
-            nn.Linear(self.ve_gate_channels, self.n_kv_head, bias=False)
-            if has_ve(layer_idx, config.n_layer)
-            else None
-        )
+        self.ve_gate = (nn.Linear(self.ve_gate_channels, self.n_kv_head, bias=False)
+                        if has_ve(layer_idx, config.n_layer) else None)
 
     def forward(self, x, ve, cos_sin, mask):
         B, T, C = x.size()
@@ -131,7 +123,7 @@ class CausalSelfAttention(nn.Module):
         v = self.c_v(x).view(B, T, self.n_kv_head, self.head_dim)
         if ve is not None:  # value residual (ResFormer): mix in the layer's value embedding
             ve = ve.view(B, T, self.n_kv_head, self.head_dim)
-            gate = 2 * torch.sigmoid(self.ve_gate(x[..., : self.ve_gate_channels]))
+            gate = 2 * torch.sigmoid(self.ve_gate(x[..., :self.ve_gate_channels]))
             v = v + gate.unsqueeze(-1) * ve
         cos, sin = cos_sin
         q, k = apply_rotary_emb(q, cos, sin), apply_rotary_emb(k, cos, sin)
@@ -166,23 +158,18 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.window_sizes = window_sizes(config)
-        self.transformer = nn.ModuleDict(
-            {
-                "wte": nn.Embedding(config.vocab_size, config.n_embd),
-                "h": nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
-            }
-        )
+        self.transformer = nn.ModuleDict({
+            "wte": nn.Embedding(config.vocab_size, config.n_embd),
+            "h": nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
+        })
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.resid_lambdas = nn.Parameter(torch.ones(config.n_layer))
         self.x0_lambdas = nn.Parameter(torch.zeros(config.n_layer))
         kv_dim = config.n_kv_head * (config.n_embd // config.n_head)
-        self.value_embeds = nn.ModuleDict(
-            {
-                str(i): nn.Embedding(config.vocab_size, kv_dim)
-                for i in range(config.n_layer)
-                if has_ve(i, config.n_layer)
-            }
-        )
+        self.value_embeds = nn.ModuleDict({
+            str(i): nn.Embedding(config.vocab_size, kv_dim)
+            for i in range(config.n_layer) if has_ve(i, config.n_layer)
+        })
         self.rotary_seq_len = config.sequence_len * 10
         cos, sin = self._precompute_rotary_embeddings()
         self.register_buffer("cos", cos, persistent=False)
@@ -225,31 +212,23 @@ class GPT(nn.Module):
     def attention_masks(self, T: int, device: torch.device) -> dict:
         key = (T, str(device))
         if key not in self._masks:
-            self._masks[key] = {w: sliding_window_mask(w, T, device) for w in set(self.window_sizes) if w < T}
+            self._masks[key] = {w: sliding_window_mask(w, T, device)
+                                for w in set(self.window_sizes) if w < T}
         return self._masks[key]
 
     def estimate_flops(self) -> float:
         """FLOPs per token of a forward and backward pass: 6 per matmul weight plus attention."""
         nparams = sum(p.numel() for p in self.parameters())
         embeddings = self.transformer.wte.weight.numel() + sum(
-            ve.weight.numel() for ve in self.value_embeds.values()
-        )
+            ve.weight.numel() for ve in self.value_embeds.values())
         scalars = self.resid_lambdas.numel() + self.x0_lambdas.numel()
         h, t = self.config.n_head, self.config.sequence_len
         q = self.config.n_embd // h
         attn_flops = sum(12 * h * q * min(window, t) for window in self.window_sizes)
         return 6 * (nparams - embeddings - scalars) + attn_flops
 
-    def setup_optimizer(
-        self,
-        unembedding_lr,
-        embedding_lr,
-        matrix_lr,
-        weight_decay,
-        adam_betas,
-        scalar_lr,
-        compile_steps=False,
-    ):
+    def setup_optimizer(self, unembedding_lr, embedding_lr, matrix_lr, weight_decay, adam_betas,
+                        scalar_lr, compile_steps=False):
         matrix_params = list(self.transformer.h.parameters())
         lr_scale = (self.config.n_embd / 768) ** -0.5  # AdamW lrs were tuned at width 768
         adamw = dict(kind="adamw", betas=adam_betas, eps=1e-10, weight_decay=0.0)
@@ -261,16 +240,8 @@ class GPT(nn.Module):
             dict(adamw, params=[self.x0_lambdas], lr=scalar_lr, betas=(0.96, 0.95)),
         ]
         for shape in sorted({p.shape for p in matrix_params}):
-            groups.append(
-                dict(
-                    kind="muon",
-                    params=[p for p in matrix_params if p.shape == shape],
-                    lr=matrix_lr,
-                    momentum=0.95,
-                    beta2=0.95,
-                    weight_decay=weight_decay,
-                )
-            )
+            groups.append(dict(kind="muon", params=[p for p in matrix_params if p.shape == shape],
+                               lr=matrix_lr, momentum=0.95, beta2=0.95, weight_decay=weight_decay))
         optimizer = MuonAdamW([g for g in groups if g["params"]], compile_steps=compile_steps)
         for group in optimizer.param_groups:
             group["initial_lr"] = group["lr"]
@@ -291,9 +262,8 @@ class GPT(nn.Module):
         logits = softcap * torch.tanh(logits / softcap)
         if targets is None:
             return logits
-        return F.cross_entropy(
-            logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1, reduction=reduction
-        )
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1),
+                               ignore_index=-1, reduction=reduction)
 
 
 # ---------------------------------------------------------------------------
@@ -379,18 +349,9 @@ class MuonAdamW(torch.optim.Optimizer):
                 state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
             state["step"] += 1
             beta1, beta2 = group["betas"]
-            self._adamw(
-                p,
-                p.grad,
-                state["exp_avg"],
-                state["exp_avg_sq"],
-                s("step", state["step"]),
-                s("lr", group["lr"]),
-                s("beta1", beta1),
-                s("beta2", beta2),
-                s("eps", group["eps"]),
-                s("wd", group["weight_decay"]),
-            )
+            self._adamw(p, p.grad, state["exp_avg"], state["exp_avg_sq"], s("step", state["step"]),
+                        s("lr", group["lr"]), s("beta1", beta1), s("beta2", beta2),
+                        s("eps", group["eps"]), s("wd", group["weight_decay"]))
 
     def _step_muon(self, group):
         params = group["params"]
@@ -400,44 +361,38 @@ class MuonAdamW(torch.optim.Optimizer):
         rows, cols = params[0].shape[-2:]
         if not state:
             stat_shape = (len(params), rows, 1) if rows >= cols else (len(params), 1, cols)
-            state["momentum_buffer"] = torch.zeros(
-                len(params), rows, cols, dtype=params[0].dtype, device=params[0].device
-            )
-            state["second_moment"] = torch.zeros(stat_shape, dtype=torch.float32, device=params[0].device)
+            state["momentum_buffer"] = torch.zeros(len(params), rows, cols, dtype=params[0].dtype,
+                                                   device=params[0].device)
+            state["second_moment"] = torch.zeros(stat_shape, dtype=torch.float32,
+                                                 device=params[0].device)
         stacked = torch.stack(params)
         s = self.scalar
-        self._muon(
-            torch.stack([p.grad for p in params]),
-            stacked,
-            state["momentum_buffer"],
-            state["second_moment"],
-            s("momentum", group["momentum"]),
-            s("muon_lr", group["lr"] * max(1.0, rows / cols) ** 0.5),
-            s("muon_wd", group["weight_decay"]),
-            s("muon_beta2", group["beta2"]),
-        )
+        self._muon(torch.stack([p.grad for p in params]), stacked, state["momentum_buffer"],
+                   state["second_moment"], s("momentum", group["momentum"]),
+                   s("muon_lr", group["lr"] * max(1.0, rows / cols) ** 0.5),
+                   s("muon_wd", group["weight_decay"]), s("muon_beta2", group["beta2"]))
         torch._foreach_copy_(params, list(stacked.unbind(0)))
 
 
 # ---------------------------------------------------------------------------
 # Hyperparameters (edit them here; there are no command-line flags)
 
-DEPTH = 8  # transformer layers
-ASPECT_RATIO = 64  # model width = DEPTH * ASPECT_RATIO, rounded up to whole heads
-HEAD_DIM = 128  # width of one attention head
-WINDOW_PATTERN = "SSSL"  # attention windows per layer: S = half the context, L = all of it
-TOTAL_BATCH_SIZE = 2**19  # tokens per optimizer step
-DEVICE_BATCH_SIZE = 128  # rows per forward pass; gradient accumulation makes up the rest
-EMBEDDING_LR = 0.6  # AdamW lr of the token and value embeddings
-UNEMBEDDING_LR = 0.004  # AdamW lr of lm_head
-MATRIX_LR = 0.04  # Muon lr of the transformer matrices
-SCALAR_LR = 0.5  # AdamW lr of the per-layer residual and x0 scalars
-WEIGHT_DECAY = 0.2  # Muon's cautious weight decay, decaying linearly to 0
-ADAM_BETAS = (0.8, 0.95)  # AdamW betas
-WARMUP_RATIO = 0.0  # fraction of the budget warming the lr up
-WARMDOWN_RATIO = 0.5  # fraction of the budget cooling the lr down at the end
-FINAL_LR_FRAC = 0.0  # lr multiplier reached at the end of the warm-down
-COMPILE = True  # torch.compile model and optimizer steps (on CUDA only)
+DEPTH = 8                     # transformer layers
+ASPECT_RATIO = 64             # model width = DEPTH * ASPECT_RATIO, rounded up to whole heads
+HEAD_DIM = 128                # width of one attention head
+WINDOW_PATTERN = "SSSL"       # attention windows per layer: S = half the context, L = all of it
+TOTAL_BATCH_SIZE = 2**19      # tokens per optimizer step
+DEVICE_BATCH_SIZE = 128       # rows per forward pass; gradient accumulation makes up the rest
+EMBEDDING_LR = 0.6            # AdamW lr of the token and value embeddings
+UNEMBEDDING_LR = 0.004        # AdamW lr of lm_head
+MATRIX_LR = 0.04              # Muon lr of the transformer matrices
+SCALAR_LR = 0.5               # AdamW lr of the per-layer residual and x0 scalars
+WEIGHT_DECAY = 0.2            # Muon's cautious weight decay, decaying linearly to 0
+ADAM_BETAS = (0.8, 0.95)      # AdamW betas
+WARMUP_RATIO = 0.0            # fraction of the budget warming the lr up
+WARMDOWN_RATIO = 0.5          # fraction of the budget cooling the lr down at the end
+FINAL_LR_FRAC = 0.0           # lr multiplier reached at the end of the warm-down
+COMPILE = True                # torch.compile model and optimizer steps (on CUDA only)
 
 
 def get_lr_multiplier(progress: float) -> float:
@@ -461,15 +416,9 @@ def get_weight_decay(progress: float) -> float:
 def build_model(vocab_size: int, device: torch.device) -> tuple[GPT, GPTConfig]:
     model_dim = math.ceil(DEPTH * ASPECT_RATIO / HEAD_DIM) * HEAD_DIM
     n_head = model_dim // HEAD_DIM
-    config = GPTConfig(
-        sequence_len=MAX_SEQ_LEN,
-        vocab_size=vocab_size,
-        n_layer=DEPTH,
-        n_head=n_head,
-        n_kv_head=n_head,
-        n_embd=model_dim,
-        window_pattern=WINDOW_PATTERN,
-    )
+    config = GPTConfig(sequence_len=MAX_SEQ_LEN, vocab_size=vocab_size, n_layer=DEPTH,
+                       n_head=n_head, n_kv_head=n_head, n_embd=model_dim,
+                       window_pattern=WINDOW_PATTERN)
     with torch.device("meta"):
         model = GPT(config)
     model.to_empty(device=device)
@@ -479,7 +428,6 @@ def build_model(vocab_size: int, device: torch.device) -> tuple[GPT, GPTConfig]:
 
 # ---------------------------------------------------------------------------
 # Setup
-
 
 def main():
     t_start = time.time()
@@ -498,9 +446,8 @@ def main():
     assert TOTAL_BATCH_SIZE % tokens_per_fwdbwd == 0, "TOTAL_BATCH_SIZE must divide evenly"
     grad_accum_steps = TOTAL_BATCH_SIZE // tokens_per_fwdbwd
     compiled = COMPILE and device.type == "cuda"
-    optimizer = model.setup_optimizer(
-        UNEMBEDDING_LR, EMBEDDING_LR, MATRIX_LR, WEIGHT_DECAY, ADAM_BETAS, SCALAR_LR, compile_steps=compiled
-    )
+    optimizer = model.setup_optimizer(UNEMBEDDING_LR, EMBEDDING_LR, MATRIX_LR, WEIGHT_DECAY,
+                                      ADAM_BETAS, SCALAR_LR, compile_steps=compiled)
     train_model = torch.compile(model, dynamic=False) if compiled else model
     train_loader = make_dataloader(tokenizer, DEVICE_BATCH_SIZE, MAX_SEQ_LEN, device)
     x, y, epoch = next(train_loader)
@@ -551,13 +498,10 @@ def main():
             last_log = time.time()
             mfu = f" | mfu: {100 * flops_per_step / dt / peak:.1f}%" if peak else ""
             remaining = max(0, TIME_BUDGET - total_training_time)
-            print(
-                f"step {step:05d} ({100 * progress:.1f}%) | loss: {debiased:.6f} | "
-                f"lrm: {lrm:.2f} | dt: {dt * 1000:.0f}ms | "
-                f"tok/sec: {int(TOTAL_BATCH_SIZE / dt):,}{mfu} | epoch: {epoch} | "
-                f"remaining: {remaining:.0f}s",
-                flush=True,
-            )
+            print(f"step {step:05d} ({100 * progress:.1f}%) | loss: {debiased:.6f} | "
+                  f"lrm: {lrm:.2f} | dt: {dt * 1000:.0f}ms | "
+                  f"tok/sec: {int(TOTAL_BATCH_SIZE / dt):,}{mfu} | epoch: {epoch} | "
+                  f"remaining: {remaining:.0f}s", flush=True)
 
         if step == 0:  # Python's GC pauses would otherwise show up as slow steps
             gc.collect()
@@ -581,10 +525,8 @@ def main():
     if peak:
         stats["mfu_percent"] = 100 * flops_per_step * (step - 11) / total_training_time / peak
     save_model(model, config, stats)
-    print(
-        f"\ntrained {step} steps in {total_training_time:.1f}s ({time.time() - t_start:.1f}s "
-        "in all); val_bpb is computed by the harness next"
-    )
+    print(f"\ntrained {step} steps in {total_training_time:.1f}s ({time.time() - t_start:.1f}s "
+          "in all); val_bpb is computed by the harness next")
 
 
 if __name__ == "__main__":
