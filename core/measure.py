@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .target import Measurement
+
 SECRET_ENV = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 SUMMARY_LINE = re.compile(r"^([A-Za-z_][\w.\-]*):\s+(\S.*?)\s*$")
 GRACE_SECONDS = 5.0
@@ -98,6 +100,17 @@ def read_metric(text: str, metric: str) -> tuple[float, dict]:
         raise SummaryError(f"metric '{metric}' is not a finite number: {found[0]!r}")
     extras = {key: to_number(vals[-1]) for key, vals in values.items()}
     return float(number), extras
+
+
+def measurement(result: RunResult, metric: str) -> Measurement:
+    """The Measurement of an evaluator run: its failure, or the metric read from its summary."""
+    if result.status != "ok":
+        return Measurement(result.status, reason=result.reason, seconds=result.seconds)
+    try:
+        value, extras = read_metric(result.output(), metric)
+    except SummaryError as error:
+        return Measurement("crash", reason=str(error), seconds=result.seconds)
+    return Measurement("ok", value, extras, seconds=result.seconds)
 
 
 def clean_env(passthrough: list[str], extra: dict[str, str] | None = None) -> dict[str, str]:

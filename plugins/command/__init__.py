@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autoresearch import ConfigError, Measurement, Metric, Target, hookimpl
-from autoresearch.measure import SummaryError, read_metric
+from autoresearch.measure import measurement
 
 FIELDS = ("edit", "protect", "run", "metric", "direction", "budget", "overhead", "seed", "env")
 
@@ -79,13 +79,7 @@ class CommandTarget(Target):
         if seed is not None:
             env["AUTORESEARCH_SEED"] = str(seed)
         result = runner.run(self.command, root, log_path, budget + self.overhead, env)
-        if result.status != "ok":
-            return Measurement(result.status, reason=result.reason, seconds=result.seconds)
-        try:
-            metric, extras = read_metric(result.output(), self.metric.name)
-        except SummaryError as error:
-            return Measurement("crash", reason=str(error), seconds=result.seconds)
-        return Measurement("ok", metric, extras, seconds=result.seconds)
+        return measurement(result, self.metric.name)
 
 
 @hookimpl

@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from autoresearch import Measurement, Metric, Target, hookimpl
-from autoresearch.measure import Runner, SummaryError, read_metric
+from autoresearch.measure import Runner, measurement
 
 WORKSPACE_FILES = ("multiply.py", "test_multiply.py", "benchmark.py")
 NO_BYTECODE = {"PYTHONDONTWRITEBYTECODE": "1"}  # no __pycache__ folders in the workspace
@@ -49,13 +49,7 @@ class PerfExample(Target):
         if result.status != "ok":
             return Measurement(result.status, reason=result.reason, seconds=result.seconds)
         result = runner.run([sys.executable, "benchmark.py"], root, log_path, deadline, NO_BYTECODE)
-        if result.status != "ok":
-            return Measurement(result.status, reason=result.reason, seconds=result.seconds)
-        try:
-            runtime, extras = read_metric(result.output(), self.metric.name)
-        except SummaryError as error:
-            return Measurement("crash", reason=str(error), seconds=result.seconds)
-        return Measurement("ok", runtime, extras, seconds=result.seconds)
+        return measurement(result, self.metric.name)
 
 
 def first_failure(output: str) -> str:

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from autoresearch import ConfigError, Measurement, Metric, Target, hookimpl
-from autoresearch.measure import SummaryError, read_metric
+from autoresearch.measure import measurement
 
 DATA = resources.files(__package__) / "data"
 DEFAULT_MODEL = "claude-haiku-4-5"
@@ -71,13 +71,7 @@ class PromptExample(Target):
         argv = [sys.executable, "-m", "autoresearch_prompt_example.evaluate", "prompt.txt", "train.jsonl"]
         argv += ["--model", self.model] + (["--base-url", self.base_url] if self.base_url else [])
         result = runner.run(argv, root, log_path, budget + self.overhead)
-        if result.status != "ok":
-            return Measurement(result.status, reason=result.reason, seconds=result.seconds)
-        try:
-            score, extras = read_metric(result.output(), self.metric.name)
-        except SummaryError as error:
-            return Measurement("crash", reason=str(error), seconds=result.seconds)
-        return Measurement("ok", score, extras, seconds=result.seconds)
+        return measurement(result, self.metric.name)
 
 
 @hookimpl
