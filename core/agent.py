@@ -67,6 +67,12 @@ class Agent(ABC):
         """One line shown when a run starts."""
         return f"agent: {self.name}"
 
+    def check(self) -> None:
+        """Raise ``FatalAgentError`` when the agent cannot work as configured (a missing key, CLI).
+
+        Called before the baseline, so a long measurement is not wasted on an agent that will fail.
+        """
+
     @abstractmethod
     def propose(self, brief: Brief) -> Proposal:
         """Edit the editable files under ``brief.root`` and describe the change."""

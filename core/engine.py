@@ -145,6 +145,7 @@ class Engine:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         summary = Summary(self.tag)
         try:
+            self._check_agent()
             self._open_run()
             self.target.prepare(self.ws.root, echo=self.display.say)
             self._resume()
@@ -174,6 +175,12 @@ class Engine:
             lock.release()
         self._summarise(summary)
         return summary
+
+    def _check_agent(self) -> None:
+        try:
+            self.agent.check()
+        except FatalAgentError as error:
+            raise StopRun(str(error)) from None
 
     def _open_run(self) -> None:
         pending = self.history.pending(self.tag)

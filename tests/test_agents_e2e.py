@@ -173,3 +173,18 @@ def test_command_agent_runs_the_loop(toy, tmp_path):
     assert "evaluate.py" in got[1]["reason"]  # the reverted cheat is noted
     assert all(r["cost_usd"] == 0.02 and r["input_tokens"] == 1000 for r in got[1:])
     assert (toy / "evaluate.py").read_text().startswith("import os")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--agent", "anthropic"], "ANTHROPIC_API_KEY is not set"),
+        (["--agent", "command"], "the command agent needs --agent-command"),
+        (["--agent", "command", "--agent-command", "codex"], "codex is not on PATH"),
+    ],
+)
+def test_a_misconfigured_agent_stops_before_the_baseline(toy, args, message, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    result = invoke("run", "--tag", "t", *args)
+    assert result.exit_code == 1 and message in result.output
+    assert rows(toy) == []

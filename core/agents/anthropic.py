@@ -54,6 +54,9 @@ class AnthropicAgent(Agent):
         turns = self.options.max_turns
         return f"agent: anthropic, model {self.model} at {where}, at most {turns} turns a proposal"
 
+    def check(self) -> None:
+        self.client()
+
     def propose(self, brief: Brief) -> Proposal:
         client = self.client()
         files = EditableFiles(brief.root, brief.editable, brief.protected)

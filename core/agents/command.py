@@ -92,7 +92,7 @@ class CommandAgent(Agent):
         returncode = run(argv, brief.root, stdin, scratch, self.options.timeout)
         stdout = (scratch / "stdout.txt").read_text(errors="replace")
         report = parse_report(stdout)
-        self.check(returncode, report, scratch / "stderr.txt")
+        self.check_result(returncode, report, scratch / "stderr.txt")
 
         description = self.description_of(brief.root, report)
         reverted, undone = restore(brief.root, before, brief.editable)
@@ -104,6 +104,9 @@ class CommandAgent(Agent):
         if not changed_paths(brief.root) & set(brief.editable):
             notes.append("no editable file was changed")
         return report.usage.proposal(description, self.cost(report), "; ".join(notes) or None)
+
+    def check(self) -> None:
+        self.command(Path(BRIEF_PLACEHOLDER))
 
     def prompt(self, brief: Brief) -> str:
         editable = ", ".join(brief.editable)
@@ -128,7 +131,7 @@ class CommandAgent(Agent):
         command = command.replace(BRIEF_PLACEHOLDER, shlex.quote(str(brief_file)))
         return ["/bin/sh", "-c", command], None if uses_file else brief_file
 
-    def check(self, returncode: int, report: Report, stderr: Path) -> None:
+    def check_result(self, returncode: int, report: Report, stderr: Path) -> None:
         """Raise for a failed run: fatal where no later run can succeed, else this experiment's."""
         if not returncode and not report.error:
             return
