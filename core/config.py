@@ -54,3 +54,10 @@ def check_editable(target: Target, tracked: list[str]) -> None:
                 f"editable pattern {pattern!r} matches no tracked file; fix 'edit' in {CONFIG_FILE} "
                 "or commit the file"
             )
+
+
+def reject_unknown_fields(config: dict, known: tuple[str, ...]) -> None:
+    """A target's ``from_config`` guard: a misspelled key is an error naming it, never ignored."""
+    unknown = sorted(set(config) - set(known) - {"target"})
+    if unknown:
+        raise ConfigError(f"{CONFIG_FILE}: unknown field '{unknown[0]}'; known: {', '.join(known)}")

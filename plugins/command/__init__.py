@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autoresearch import ConfigError, Measurement, Metric, Target, hookimpl
+from autoresearch.config import reject_unknown_fields
 from autoresearch.measure import measurement
 
 FIELDS = ("edit", "protect", "run", "metric", "direction", "budget", "overhead", "seed", "env")
@@ -39,9 +40,7 @@ class CommandTarget(Target):
 
     @classmethod
     def from_config(cls, config: dict, root: Path) -> CommandTarget:
-        unknown = sorted(set(config) - set(FIELDS) - {"target"})
-        if unknown:
-            raise ConfigError(f"autoresearch.yaml: unknown field '{unknown[0]}'; known: {', '.join(FIELDS)}")
+        reject_unknown_fields(config, FIELDS)
         command = config.get("run")
         if not isinstance(command, str) or not command.strip():
             raise ConfigError("autoresearch.yaml: field 'run' is missing; set it to the evaluator command")

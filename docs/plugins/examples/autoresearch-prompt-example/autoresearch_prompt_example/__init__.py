@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from autoresearch import ConfigError, Measurement, Metric, Target, hookimpl
+from autoresearch.config import reject_unknown_fields
 from autoresearch.measure import measurement
 
 DATA = resources.files(__package__) / "data"
@@ -44,9 +45,7 @@ class PromptExample(Target):
 
     @classmethod
     def from_config(cls, config: dict, root: Path) -> PromptExample:
-        unknown = sorted(set(config) - set(FIELDS) - {"target"})
-        if unknown:
-            raise ConfigError(f"autoresearch.yaml: unknown field '{unknown[0]}'; known: {', '.join(FIELDS)}")
+        reject_unknown_fields(config, FIELDS)
         return cls(config.get("model", DEFAULT_MODEL), config.get("base_url"), config.get("budget", 120))
 
     @classmethod
