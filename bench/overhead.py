@@ -33,8 +33,8 @@ class InstantTarget(Target):
     def __init__(self):
         super().__init__(Metric("loss", "lower"), editable=["model.py"], protected=["eval.py"], budget=1)
 
-    def evaluate(self, root, runner, budget, seed, log_path) -> Measurement:
-        value = float((root / "model.py").read_text().split("=")[1])
+    def evaluate(self, evaluation) -> Measurement:
+        value = float((evaluation.root / "model.py").read_text().split("=")[1])
         return Measurement("ok", abs(value - 0.5), {"memory_gb": 0.1})
 
 

@@ -165,7 +165,7 @@ def prepare(target, data, preset, extra):
 def check(budget):
     """Run the evaluator once on the current tree and show what it reports (no git, no ledger)."""
     from .config import load_target
-    from .measure import Runner
+    from .measure import evaluate_tree
 
     root = resolve(None, None, {})
     target = load_target(root)
@@ -173,9 +173,7 @@ def check(budget):
     click.echo(f"measuring {target.name} in {root} (log: {log})")
     started = time.monotonic()
     seed = 0 if target.takes_seed else None
-    m = target.evaluate(
-        root, Runner(env_passthrough=target.env_passthrough), budget or target.budget, seed, log
-    )
+    m, _ = evaluate_tree(target, root, log, budget or target.budget, seed)
     click.echo(f"status: {m.status}" + (f" ({m.reason})" if m.reason else ""))
     for key, value in m.extras.items():
         click.echo(f"  {key}: {value}")
@@ -302,7 +300,9 @@ def run(
         agent,
         history,
         options,
-        observer=lambda run, experiment: pm.hook.experiment_finished(run=run, experiment=experiment),
+        observer=lambda run, experiment: pm.hook.experiment_finished(
+            run=run, experiment=experiment, workspace=root
+        ),
     )
     click.echo(announcement or agent.announce(), err=True)
     try:
@@ -485,7 +485,7 @@ def brief(run_tag):
         history,
         RunOptions(tag=run["tag"], budget=run["options"].get("budget")),
     )
-    click.echo(engine.brief(history.next_number(run["tag"])).text)
+    click.echo(engine.preview_brief(history.next_number(run["tag"])))
 
 
 if __name__ == "__main__":

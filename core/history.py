@@ -82,6 +82,13 @@ def m001_runs_and_experiments(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m002_measured_usage(db: sqlite_utils.Database) -> None:
+    """What the harness itself measured of an experiment's first measurement (not the evaluator)."""
+    db["experiments"].add_column("measure_cpu_seconds", float)  # CPU of the whole process tree
+    db["experiments"].add_column("measure_peak_mb", float)  # peak resident memory of the tree
+
+
 class LedgerError(Exception):
     """The ledger file is not ours or is damaged; it is never overwritten."""
 

@@ -45,7 +45,9 @@ def test_migrations_build_the_schema_in_memory():
         db["runs"].columns_dict
     )
     migrations.apply(db)  # idempotent
-    assert [m.name for m in migrations.applied(db)] == ["m001_runs_and_experiments"]
+    applied = [m.name for m in migrations.applied(db)]
+    assert applied[0] == "m001_runs_and_experiments" and "m002_measured_usage" in applied
+    assert {"measure_cpu_seconds", "measure_peak_mb"} <= set(db["experiments"].columns_dict)
 
 
 def test_foreign_and_corrupt_files_are_refused_and_kept(tmp_path):

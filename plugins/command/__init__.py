@@ -6,7 +6,7 @@ from pathlib import Path
 
 from autoresearch import ConfigError, Measurement, Metric, Target, hookimpl
 from autoresearch.config import reject_unknown_fields
-from autoresearch.measure import measurement
+from autoresearch.measure import Evaluation, measurement
 
 FIELDS = ("edit", "protect", "run", "metric", "direction", "budget", "overhead", "seed", "env")
 
@@ -73,12 +73,11 @@ class CommandTarget(Target):
         }
         return {key: value for key, value in config.items() if value not in (None, [])}
 
-    def evaluate(self, root, runner, budget, seed, log_path) -> Measurement:
-        env = {"AUTORESEARCH_BUDGET": f"{budget:g}"}
-        if seed is not None:
-            env["AUTORESEARCH_SEED"] = str(seed)
-        result = runner.run(self.command, root, log_path, budget + self.overhead, env)
-        return measurement(result, self.metric.name)
+    def evaluate(self, evaluation: Evaluation) -> Measurement:
+        env = {"AUTORESEARCH_BUDGET": f"{evaluation.budget:g}"}
+        if evaluation.seed is not None:
+            env["AUTORESEARCH_SEED"] = str(evaluation.seed)
+        return measurement(evaluation.run(self.command, env=env), self.metric.name)
 
 
 @hookimpl
