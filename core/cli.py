@@ -146,12 +146,13 @@ def init(target, directory, edit, protect, run_command, metric, direction, budge
 @scaffold_options
 def prepare(target, data, preset, extra):
     """Prepare TARGET's data once (inside a workspace: its target and settings)."""
+    from .cache import CacheManifest
     from .config import load_target, target_class
-    from .workspace import find_root
+    from .workspace import STATE_DIR, find_root
 
     root = find_root(Path.cwd())
     if root is not None and target is None:
-        load_target(root).prepare(root, echo=click.echo)
+        CacheManifest(root / STATE_DIR, load_target(root)).rebuild(root, echo=click.echo)
         return
     if target is None:
         raise click.UsageError("name a target, or run this inside a workspace")

@@ -20,6 +20,7 @@ from . import checks
 from .accept import POLICIES, Decision, Evidence
 from .agent import Agent, AgentError, Brief, FatalAgentError
 from .brief import BriefSettings, brief_values, editable_paths, program_text, render
+from .cache import CacheManifest
 from .checkout import Checkouts
 from .config import check_editable
 from .display import Display
@@ -134,6 +135,7 @@ class Engine:
         if options.no_network and bwrap_problem():
             raise ConfigError(f"--no-network needs the sandbox, but {bwrap_problem()}")
         self.checkouts = Checkouts(workspace)
+        self.cache = CacheManifest(workspace.state_dir, target)
         self.draft: Workspace | None = None  # the agent's checkout (made when the run starts)
         self.head: str | None = None  # where the run branch is, as this run left it
         self.logs = workspace.state_dir / "logs" / self.tag
@@ -158,7 +160,7 @@ class Engine:
             self.checkouts.remove_stale()
             self._resume()
             self.draft = self.checkouts.draft(self.head)
-            self.target.prepare(self.draft.root, echo=self.display.say)
+            self.cache.ensure(self.draft.root, echo=self.display.say)
             self.evidence = Evidence.from_rows(self.history.experiments(self.tag))
             if (
                 self.options.accept == "noise"
@@ -442,6 +444,9 @@ class Engine:
         the experiment's log collects every run. The usage is what the harness measured."""
         if self.runner.interrupted.is_set():
             raise Interrupted
+        problem = self.cache.problem()
+        if problem:
+            raise StopRun(problem)
         self.phase = "measure"
         log_path = self.logs / f"{number}.log"
         usage = Usage()

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .processes import PeakMemory, kill_group, tree_rss_bytes
+from .processes import TreeUsage, kill_group, tree_rss_bytes
 from .sandbox import Sandbox
 from .target import Measurement
 
@@ -276,15 +276,15 @@ class Runner:
             self.on_start(proc.pid)
         self.progress = (started, started + deadline)
         try:
-            with PeakMemory(proc.pid) as memory:
+            with TreeUsage(proc.pid) as usage:
                 status, reason = self._watch(proc, started + deadline)
         finally:
             self.progress = None
             if self.on_start:
                 self.on_start(None)
         seconds = time.monotonic() - started
-        cpu = _children_cpu() - cpu_before
-        result = RunResult(status, proc.returncode, seconds, log_path, reason, (offset, 0), cpu, memory.peak)
+        cpu = max(usage.cpu_seconds, _children_cpu() - cpu_before)  # rusage: exact where no sandbox
+        result = RunResult(status, proc.returncode, seconds, log_path, reason, (offset, 0), cpu, usage.peak)
         result.span = (offset, log_path.stat().st_size)
         if status == "ok" and proc.returncode != 0:
             result.status, result.reason = "crash", _exit_reason(proc.returncode, result.last_line())

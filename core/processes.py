@@ -72,17 +72,27 @@ def kill_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
         pass
 
 
-class PeakMemory:
-    """Samples a process tree's resident memory in a thread; ``peak`` is the largest sum seen."""
+class TreeUsage:
+    """Samples a process tree in a thread: ``peak`` resident memory (the largest sum seen) and
+    ``cpu_seconds``, the user + system time of every process seen in it, at its last sample.
+
+    Sampled because a sandbox's PID namespace hides its processes' CPU from the harness's own
+    rusage; a process that lives less than ``every`` seconds may go uncounted.
+    """
 
     def __init__(self, pid: int, every: float = 0.1):
         self.pid = pid
         self.every = every
         self.peak = 0
+        self._cpu: dict[tuple[int, float], float] = {}  # (pid, start time) -> seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def __enter__(self) -> PeakMemory:
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self._cpu.values())
+
+    def __enter__(self) -> TreeUsage:
         self._thread.start()
         return self
 
@@ -91,6 +101,16 @@ class PeakMemory:
         self._thread.join()
 
     def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss_bytes(self.pid))
-            self._stop.wait(self.every)
+        while True:
+            rss = 0
+            for proc in tree(self.pid):
+                try:
+                    with proc.oneshot():
+                        times = proc.cpu_times()
+                        rss += proc.memory_info().rss
+                        self._cpu[(proc.pid, proc.create_time())] = times.user + times.system
+                except psutil.Error:
+                    continue
+            self.peak = max(self.peak, rss)
+            if self._stop.wait(self.every):
+                return

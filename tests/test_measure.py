@@ -8,6 +8,7 @@ import pytest
 
 from autoresearch.measure import Runner, SummaryError, clean_env, parse_summary, read_metric
 from autoresearch.processes import pid_alive
+from autoresearch.sandbox import Sandbox
 
 
 def test_summary_block_is_parsed():
@@ -92,14 +93,16 @@ def test_interrupt_stops_the_command(tmp_path):
     assert not math.isnan(result.seconds) and result.seconds < 10
 
 
-def test_harness_measures_cpu_and_peak_memory_of_the_process_tree(tmp_path):
+@pytest.mark.parametrize("sandboxed", [False, True])
+def test_harness_measures_cpu_and_peak_memory_of_the_process_tree(tmp_path, sandboxed):
     # The work happens in a grandchild, which reports nothing: the harness measures it from outside.
     burn = (
         "import time\nx = bytearray(150 * 2**20)\n"
         "t = time.process_time()\nwhile time.process_time() - t < 1: pass"
     )
     script = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}])"
-    result = Runner().run([sys.executable, "-c", script], tmp_path, tmp_path / "log", 60)
+    sandbox = Sandbox(writable=(tmp_path,)) if sandboxed else None
+    result = Runner().run([sys.executable, "-c", script], tmp_path, tmp_path / "log", 60, sandbox=sandbox)
     assert result.status == "ok", result.output()
-    assert result.cpu_seconds >= 0.9
+    assert result.cpu_seconds >= 0.8
     assert result.peak_memory_bytes >= 150 * 2**20

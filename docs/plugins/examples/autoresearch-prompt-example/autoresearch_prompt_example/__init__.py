@@ -24,6 +24,7 @@ FIELDS = ("model", "base_url", "budget")  # of autoresearch.yaml, besides target
 
 class PromptExample(Target):
     name = "prompt_example"
+    network = True  # the evaluator calls the Anthropic API
     description = "Raise a prompt template's accuracy at labelling support messages (Anthropic API)."
     objective = (
         "Raise accuracy: the share of messages in train.jsonl for which the model's reply to "
