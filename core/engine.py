@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import checks
+from . import checks, sandbox
 from .accept import POLICIES, Decision, Evidence
 from .agent import Agent, AgentError, Brief, FatalAgentError
 from .brief import BriefSettings, brief_values, editable_paths, program_text, render
@@ -27,7 +27,6 @@ from .display import Display
 from .history import History, now
 from .measure import Evaluation, Runner, Usage
 from .processes import kill_group
-from .sandbox import bwrap_problem, weakness
 from .target import ConfigError, Measurement, Target
 from .workspace import BranchMoved, RunLock, Workspace, WorkspaceError
 
@@ -132,8 +131,8 @@ class Engine:
             on_start=self._evaluator_started,
         )
         self.network = target.network and not options.no_network
-        if options.no_network and bwrap_problem():
-            raise ConfigError(f"--no-network needs the sandbox, but {bwrap_problem()}")
+        if options.no_network and sandbox.bwrap_problem():
+            raise ConfigError(f"--no-network needs the sandbox, but {sandbox.bwrap_problem()}")
         self.checkouts = Checkouts(workspace)
         self.cache = CacheManifest(workspace.state_dir, target)
         self.draft: Workspace | None = None  # the agent's checkout (made when the run starts)
@@ -217,7 +216,7 @@ class Engine:
             start = self.ws.head()
             self.ws.move_branch(self.branch, start, None)
         check_editable(self.target, self.ws.files_at(start))
-        warning = weakness()
+        warning = sandbox.weakness()
         if warning:
             self.display.say(warning)
         if self.history.run(self.tag) is None:

@@ -366,6 +366,14 @@ def test_checking_out_another_branch_during_a_measurement_loses_nothing(ws, tmp_
     assert (ws / "model.py").read_text() == MODEL + "# uncommitted, mine\n"
 
 
+def test_a_run_refuses_to_start_while_the_user_is_on_its_branch(ws):
+    assert invoke("run", "--tag", "t", "--accept", "strict", "--max-experiments", "0").exit_code == 0
+    git(ws, "checkout", "-q", "autoresearch/t")
+    result = invoke("run", "--tag", "t", "--accept", "strict", "--max-experiments", "1")
+    assert result.exit_code == 1
+    assert "your checkout is on autoresearch/t, which the run moves" in result.output
+
+
 def test_a_commit_on_the_run_branch_during_a_measurement_stops_the_run_and_stays(ws, tmp_path):
     better = MODEL.replace("X = 3.0", "X = 2.0")
     proc = start_measuring(ws, tmp_path, [better])
