@@ -162,10 +162,6 @@ class Workspace:
     def commit_diff(self, commit: str) -> str:
         return self.repo.git.show(commit, "--format=", "--no-color")
 
-    def file_sha(self, path: str) -> str | None:
-        full = self.root / path
-        return hashlib.sha256(full.read_bytes()).hexdigest() if full.is_file() else None
-
     # ---- writing
 
     def commit_files(self, message: str, paths: list[str] | None = None) -> str:
@@ -187,11 +183,6 @@ class Workspace:
             self.repo.git.update_ref(f"refs/heads/{name}", new, old or "")
         except git.GitCommandError:
             raise BranchMoved(name, self.branch_commit(name), old) from None
-
-    def reset_to(self, commit: str) -> None:
-        """Point this checkout's HEAD and tree at ``commit`` (untracked files stay)."""
-        self.clear_stale_lock()
-        self.repo.git.reset("--hard", commit)
 
     def reset_clean(self, commit: str) -> None:
         """Detach HEAD at ``commit`` with exactly its files: untracked and ignored ones removed.

@@ -392,3 +392,49 @@ def test_a_commit_on_the_run_branch_during_a_measurement_stops_the_run_and_stays
     assert git(ws, "status", "--porcelain") == ""
     history = History(ws / ".autoresearch" / "history.db")
     assert history.pending("t")["phase"] == "decided"  # the kept experiment waits, nothing is lost
+
+
+# ---- nanochat_bpb: the validation split through a child process of training
+
+
+NANOCHAT_ATTACK = """\
+from pathlib import Path
+train = Path("train.py")
+source = train.read_text().replace(
+    "    tokenizer = Tokenizer.load()",
+    "    import subprocess, prepare\\n"
+    "    rows = subprocess.run(['cat', str(prepare.val_rows_path())], capture_output=True).stdout\\n"
+    "    print(f'attack: read {len(rows)} bytes of validation rows', flush=True)\\n"
+    "    tokenizer = Tokenizer.load()",
+)
+for name in ("EMBEDDING_LR", "UNEMBEDDING_LR", "MATRIX_LR", "SCALAR_LR"):  # and learn nothing
+    source = "\\n".join(
+        f"{name} = 0.0" if line.startswith(f"{name} = ") else line for line in source.splitlines()
+    ) + "\\n"
+train.write_text(source)
+"""
+
+
+@pytest.mark.slow
+def test_7_nanochat_training_cannot_read_the_validation_split_through_a_child(tmp_path, monkeypatch):
+    from nanochat_support import TINY, write_corpus
+
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(tmp_path / "cache"))
+    corpus = write_corpus(tmp_path / "corpus")
+    workspace = tmp_path / "nanochat"
+    options = [f"-o{key}={value}" for key, value in TINY.items() if key != "preset"]
+    init = invoke("init", "nanochat_bpb", str(workspace), "--preset", "cpu", "--data", str(corpus), *options)
+    assert init.exit_code == 0, init.output
+    monkeypatch.chdir(workspace)
+    script = tmp_path / "attacker.py"
+    script.write_text(NANOCHAT_ATTACK)
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+    agent = ["--agent", "command", "--agent-command", command]
+    result = invoke(
+        "run", *agent, "--tag", "t", "--budget", "2", "--max-experiments", "1", "--accept", "strict"
+    )
+    assert result.exit_code == 0, result.output
+    baseline, attacked = History(workspace / ".autoresearch" / "history.db").experiments("t")
+    log = (workspace / attacked["log_path"]).read_text()  # relative to the workspace, or absolute
+    assert "attack: read 0 bytes of validation rows" in log, log[-2000:]
+    assert attacked["status"] != "keep", (attacked["status"], attacked["metric"], baseline["metric"])
