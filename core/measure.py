@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .processes import TreeUsage, kill_group, tree_rss_bytes
-from .sandbox import Sandbox
+from .processes import TreeUsage, die_with_parent, kill_group, tree_rss_bytes
+from .sandbox import Sandbox, available
 from .target import Measurement
 
 SECRET_ENV = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
@@ -240,6 +240,10 @@ class Runner:
         if self.log_limit:
             resource.setrlimit(resource.RLIMIT_FSIZE, (self.log_limit, self.log_limit))
 
+    def _unsandboxed_limits(self):
+        die_with_parent()
+        self._limits()
+
     def run(
         self,
         command: str | list[str],
@@ -255,7 +259,8 @@ class Runner:
         the harness, whatever the command reports; ``sandbox`` confines it (see ``sandbox.py``).
         """
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
-        if sandbox is not None:
+        sandboxed = sandbox is not None and available()
+        if sandboxed:
             argv = sandbox.wrap(argv, Path(cwd))
         log_path.parent.mkdir(parents=True, exist_ok=True)
         cpu_before = _children_cpu()
@@ -270,7 +275,7 @@ class Runner:
                 stderr=subprocess.STDOUT,
                 env=clean_env(self.env_passthrough, env),
                 start_new_session=True,
-                preexec_fn=self._limits,
+                preexec_fn=self._limits if sandboxed else self._unsandboxed_limits,
             )
         if self.on_start:
             self.on_start(proc.pid)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -55,6 +57,18 @@ def tree_rss_bytes(pid: int) -> int:
         except psutil.Error:
             continue
     return total
+
+
+def die_with_parent() -> None:
+    """In a child, before exec: be killed when the harness dies (Linux; elsewhere nothing).
+
+    Only for commands outside the sandbox, whose ``--die-with-parent`` covers the whole tree.
+    """
+    if sys.platform == "linux":
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 def kill_group(pgid: int, grace: float = GRACE_SECONDS) -> None:

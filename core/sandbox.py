@@ -33,6 +33,10 @@ def bwrap_problem() -> str | None:
     return None
 
 
+def available() -> bool:
+    return bwrap_problem() is None
+
+
 def weakness() -> str | None:
     """The warning a run prints when evaluators run without the sandbox, else None."""
     problem = bwrap_problem()
@@ -59,9 +63,7 @@ class Sandbox:
     network: bool = False
 
     def wrap(self, argv: list[str], cwd: Path) -> list[str]:
-        """``argv`` run inside the sandbox (unchanged where bubblewrap is unavailable)."""
-        if bwrap_problem():
-            return argv
+        """``argv`` run inside the sandbox (only where ``bwrap_problem()`` is None)."""
         args = [shutil.which("bwrap"), *_base_args(self.network)]
         for path in self.writable:
             args += ["--bind", str(path), str(path)]

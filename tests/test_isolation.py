@@ -431,7 +431,7 @@ def test_7_nanochat_training_cannot_read_the_validation_split_through_a_child(tm
     command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
     agent = ["--agent", "command", "--agent-command", command]
     result = invoke(
-        "run", *agent, "--tag", "t", "--budget", "2", "--max-experiments", "1", "--accept", "strict"
+        "run", *agent, "--tag", "t", "--budget", "10", "--max-experiments", "1", "--accept", "strict"
     )
     assert result.exit_code == 0, result.output
     baseline, attacked = History(workspace / ".autoresearch" / "history.db").experiments("t")

@@ -55,8 +55,11 @@ def test_network_is_off_unless_the_target_needs_it(tmp_path):
         server.close()
 
 
-def test_without_bubblewrap_every_run_warns_and_no_network_refuses(toy, monkeypatch):
+def test_without_bubblewrap_every_run_warns_and_no_network_refuses(toy, monkeypatch, tmp_path):
     monkeypatch.setattr(sandbox, "bwrap_problem", lambda: "bubblewrap (bwrap) is not installed; install it")
+    outside = tmp_path / "written-outside"
+    unsandboxed = Runner().run(["touch", str(outside)], tmp_path, tmp_path / "log", 10, sandbox=Sandbox(()))
+    assert unsandboxed.status == "ok" and outside.exists()  # the weaker mode really is weaker
     for _ in range(2):
         result = invoke("run", "--agent", "mutate", "--tag", "t", "--max-experiments", "1")
         assert result.exit_code == 0, result.output
