@@ -21,12 +21,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from autoresearch import hookimpl, registry
+from autoresearch import hookimpl
 from autoresearch.history import History
 from autoresearch.plugins.command import CommandTarget
 from autoresearch.sandbox import bwrap_problem
 
-from conftest import MODEL, command_workspace, git, invoke
+from conftest import MODEL, git, invoke, plugin_registered, waiting_workspace
 
 pytestmark = pytest.mark.skipif(bwrap_problem() is not None, reason="needs bubblewrap")
 
@@ -35,7 +35,7 @@ EVALUATE = """\
 import os, statistics, time
 import model
 print("evaluating", flush=True)
-while os.path.exists(os.path.join(os.environ["ATTACK_WS"], ".slow")):
+while os.path.exists(os.path.join(os.environ["TEST_WORKSPACE"], ".slow")):
     time.sleep(0.05)
 cache = os.environ.get("ATTACK_CACHE")  # the cached_toy target's: a scale in its data cache
 scale = float(open(os.path.join(cache, "scale.txt")).read()) if cache else 1.0
@@ -58,10 +58,7 @@ Path({path!r}).write_text(steps[min(n, len(steps) - 1)])
 
 @pytest.fixture
 def ws(tmp_path, monkeypatch):
-    root = command_workspace(tmp_path / "ws", EVALUATE, budget=60, **{".gitignore": ".slow\n"})
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("ATTACK_WS", str(root))
-    return root
+    return waiting_workspace(tmp_path, monkeypatch, EVALUATE)
 
 
 def agent_args(tmp_path: Path, steps: list[str], path: str = "model.py") -> list[str]:
@@ -100,7 +97,7 @@ def test_4_untracked_shadowing_module_does_not_outlive_its_measurement(ws, tmp_p
     shadow = payload(
         """
         import os
-        for folder in (os.getcwd(), os.environ["ATTACK_WS"]):
+        for folder in (os.getcwd(), os.environ["TEST_WORKSPACE"]):
             try:
                 with open(os.path.join(folder, "statistics.py"), "w") as f:
                     f.write("def fmean(xs):\\n    return 0.0\\n")
@@ -228,11 +225,8 @@ class ToyTargets:
 
 @pytest.fixture
 def toy_targets():
-    pm = registry.get_manager()
-    plugin = ToyTargets()
-    pm.register(plugin, "toy-targets")
-    yield
-    pm.unregister(plugin)
+    with plugin_registered(ToyTargets(), "toy-targets"):
+        yield
 
 
 def retarget(ws: Path, name: str) -> None:

@@ -11,16 +11,16 @@ import pytest
 
 from autoresearch.history import History
 
-from conftest import command_workspace, git, invoke
+from conftest import git, invoke, waiting_workspace
 
 # The evaluator starts a grandchild (to check that none is orphaned; it names the workspace in its
 # arguments) and waits while a file in the user's workspace exists.
 EVALUATE = """\
 import os, subprocess, sys, time
 import model
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", os.environ["SAFETY_WS"]])
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", os.environ["TEST_WORKSPACE"]])
 print("evaluating", flush=True)
-while os.path.exists(os.path.join(os.environ["SAFETY_WS"], ".slow")):
+while os.path.exists(os.path.join(os.environ["TEST_WORKSPACE"], ".slow")):
     time.sleep(0.05)
 child.kill()
 print("---")
@@ -32,10 +32,7 @@ KILL_POINTS = ["propose", "edited", "committed", "measuring", "measured", "reset
 
 @pytest.fixture
 def ws(tmp_path, monkeypatch):
-    root = command_workspace(tmp_path / "ws", EVALUATE, budget=60, **{".gitignore": ".slow\n"})
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("SAFETY_WS", str(root))
-    return root
+    return waiting_workspace(tmp_path, monkeypatch, EVALUATE)
 
 
 def start_run(root, *args, env=None):
@@ -137,7 +134,7 @@ def test_second_run_is_refused_and_readers_do_not_wait(ws):
     (ws / ".slow").write_text("")
     proc = start_run(ws)
     try:
-        wait_for(lambda: (ws / ".autoresearch" / "run.lock").exists(), seconds=1.5)
+        wait_for(lambda: (ws / ".autoresearch" / "run.lock").exists())
         second = invoke("run", "--agent", "mutate", "--tag", "t")
         assert second.exit_code == 1
         assert f"another 'autoresearch run' (pid {proc.pid})" in second.output
