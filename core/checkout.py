@@ -42,9 +42,8 @@ class Checkouts:
 
     def remove_stale(self) -> None:
         """Remove every checkout a killed harness left behind (and git's record of the draft)."""
-        if self.dir.exists():
-            shutil.rmtree(self.dir, ignore_errors=True)
-        self.ws.prune_worktrees()
+        self.ws.remove_worktrees_under(self.dir)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def draft(self, commit: str) -> Workspace:
         """The agent's checkout, reset to ``commit`` with nothing untracked left in it."""

@@ -197,8 +197,12 @@ class Workspace:
         """A second checkout of this repository at ``path``, detached at ``commit``."""
         self.repo.git.worktree("add", "--detach", "--force", str(path), commit)
 
-    def prune_worktrees(self) -> None:
-        self.repo.git.worktree("prune")
+    def remove_worktrees_under(self, folder: Path) -> None:
+        """Forget every worktree of this repository inside ``folder`` (gone or not); others stay."""
+        for line in self.repo.git.worktree("list", "--porcelain").splitlines():
+            path = Path(line.removeprefix("worktree ")) if line.startswith("worktree ") else None
+            if path is not None and path.is_relative_to(folder):
+                self.repo.git.worktree("remove", "--force", str(path))
 
     def extract(self, commit: str, dest: Path) -> None:
         """Write exactly ``commit``'s tracked files into ``dest`` (git archive)."""

@@ -432,3 +432,11 @@ def test_7_nanochat_training_cannot_read_the_validation_split_through_a_child(tm
     log = (workspace / attacked["log_path"]).read_text()  # relative to the workspace, or absolute
     assert "attack: read 0 bytes of validation rows" in log, log[-2000:]
     assert attacked["status"] != "keep", (attacked["status"], attacked["metric"], baseline["metric"])
+
+
+def test_the_users_own_worktrees_are_left_alone(ws, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    git(ws, "worktree", "add", "-q", "--detach", str(elsewhere))
+    elsewhere.rename(tmp_path / "moved")  # gone from where git knows it: prunable, but the user's
+    assert invoke("run", "--tag", "t", "--accept", "strict", "--max-experiments", "0").exit_code == 0
+    assert str(elsewhere) in git(ws, "worktree", "list")
