@@ -45,8 +45,15 @@ class Checkouts:
         self.ws.remove_worktrees_under(self.dir)
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def remove_measurements(self) -> None:
+        """Remove the measurements' checkouts; the draft stays until the next run, so that what
+        the agent left in it (the command agent's brief and output) can be read."""
+        for path in self.dir.glob("measure-*"):
+            shutil.rmtree(path, ignore_errors=True)
+
     def draft(self, commit: str) -> Workspace:
-        """The agent's checkout, reset to ``commit`` with nothing untracked left in it."""
+        """The agent's checkout, reset to ``commit`` with nothing untracked left in it but the
+        agent's own scratch files (``.autoresearch/``, never part of a change or a measurement)."""
         path = self.dir / DRAFT
         if not (path / ".git").exists():
             self.dir.mkdir(parents=True, exist_ok=True)

@@ -181,7 +181,7 @@ class Engine:
         finally:
             if self.draft is not None:
                 self.draft.close()
-            self.checkouts.remove_stale()
+            self.checkouts.remove_measurements()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             if self.history.run(self.tag):

@@ -191,7 +191,7 @@ class Workspace:
         """
         self.clear_stale_lock(force=True)
         self.repo.git.checkout("--detach", "--force", commit)
-        self.repo.git.clean("-ffdxq")
+        self.repo.git.clean("-ffdxq", "--exclude", f"/{STATE_DIR}/")
 
     def add_worktree(self, path: Path, commit: str) -> None:
         """A second checkout of this repository at ``path``, detached at ``commit``."""

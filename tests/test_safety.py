@@ -85,8 +85,8 @@ def assert_consistent(root):
     assert git(root, "rev-parse", "autoresearch/t") == history.incumbent("t")["commit"]
     assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
     assert git(root, "rev-parse", "--abbrev-ref", "HEAD") == "main"  # the user's checkout is theirs
-    assert not (root / ".autoresearch" / "checkouts").exists(), "checkouts left behind"
-    assert git(root, "worktree", "list").count("\n") == 0, "a stale worktree is still registered"
+    assert not list((root / ".autoresearch" / "checkouts").glob("measure-*")), "checkouts left behind"
+    assert git(root, "worktree", "list").count("\n") == 1, "a stale worktree is still registered"
     orphans = [(p, psutil.Process(p).cmdline(), psutil.Process(p).status()) for p in evaluator_pids(root)]
     assert not orphans, orphans
     return rows
