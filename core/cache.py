@@ -19,7 +19,8 @@ def fingerprint(paths: list[Path]) -> dict[str, str]:
     hashes = {}
     for path in paths:
         try:
-            hashes[str(path)] = hashlib.file_digest(open(path, "rb"), "sha256").hexdigest()
+            with open(path, "rb") as file:
+                hashes[str(path)] = hashlib.file_digest(file, "sha256").hexdigest()
         except FileNotFoundError:
             hashes[str(path)] = "missing"
     return hashes
@@ -32,9 +33,10 @@ class CacheManifest:
         self.target = target
         self.path = state_dir / "cache" / f"{target.name}.json"
 
-    def record(self) -> None:
+    def record(self, hashes: dict[str, str] | None = None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(fingerprint(self.target.cache_files()), indent=1))
+        hashes = fingerprint(self.target.cache_files()) if hashes is None else hashes
+        self.path.write_text(json.dumps(hashes, indent=1))
 
     def recorded(self) -> dict[str, str]:
         try:
@@ -58,10 +60,13 @@ class CacheManifest:
         )
 
     def ensure(self, root: Path | None, echo=print) -> None:
-        """Prepare the target (idempotent); record the hashes the first time."""
+        """Prepare the target (idempotent); record the hashes of files never recorded before
+        (the first time, or after a setting named new files)."""
         self.target.prepare(root, echo=echo)
-        if not self.path.exists():
-            self.record()
+        recorded = self.recorded()
+        now = fingerprint(self.target.cache_files())
+        if set(now) - set(recorded):
+            self.record(recorded | {path: sha for path, sha in now.items() if path not in recorded})
 
     def rebuild(self, root: Path | None, echo=print) -> None:
         """Remove the changed files, prepare again, and record the fresh hashes."""
