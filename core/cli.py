@@ -227,7 +227,7 @@ def check(budget):
 @click.option(
     "--log-limit", type=float, help="MB an evaluator may write to its log (a full disk is a crash)."
 )
-@click.option("--no-network", is_flag=True, help="Run the evaluator without network.")
+@click.option("--no-network", is_flag=True, help="No network for the evaluator, even if the target needs it.")
 @scaffold_options
 def run(
     target,
