@@ -4,7 +4,7 @@ throwaway checkout each measurement runs in. They live under ``.autoresearch/che
 A measurement is a function of one commit: ``Checkouts.measurement(commit)`` extracts exactly the
 commit's tracked files (``git archive``) into a fresh folder and removes it afterwards, so nothing
 untracked, nothing from an earlier run and nothing of the user's working tree takes part. Each
-parallel slot of a later scheduler gets its own folder the same way.
+measurement of the scheduler's parallel slots gets its own folder the same way.
 """
 
 from __future__ import annotations
@@ -51,10 +51,11 @@ class Checkouts:
         for path in self.dir.glob("measure-*"):
             shutil.rmtree(path, ignore_errors=True)
 
-    def draft(self, commit: str) -> Workspace:
+    def draft(self, commit: str, name: str = DRAFT) -> Workspace:
         """The agent's checkout, reset to ``commit`` with nothing untracked left in it but the
-        agent's own scratch files (``.autoresearch/``, never part of a change or a measurement)."""
-        path = self.dir / DRAFT
+        agent's own scratch files (``.autoresearch/``, never part of a change or a measurement).
+        With slots, every experiment in flight has a draft of its own (``draft-1``, ...)."""
+        path = self.dir / name
         if not (path / ".git").exists():
             self.dir.mkdir(parents=True, exist_ok=True)
             self.ws.add_worktree(path, commit)

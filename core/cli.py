@@ -228,6 +228,22 @@ def check(budget):
     "--log-limit", type=float, help="MB an evaluator may write to its log (a full disk is a crash)."
 )
 @click.option("--no-network", is_flag=True, help="No network for the evaluator, even if the target needs it.")
+@click.option(
+    "--slots", type=click.IntRange(min=1), help="Measurements at once [1; with --devices: one per device]."
+)
+@click.option("--devices", metavar="0,1|cuda:0,...", help="The slots' GPUs (CUDA_VISIBLE_DEVICES), in order.")
+@click.option(
+    "--ahead",
+    type=click.IntRange(min=0),
+    help="Proposals drafted while slots measure [the slots; one slot: 0].",
+)
+@click.option(
+    "--stale",
+    type=click.Choice(["revalidate", "discard"]),
+    default="revalidate",
+    show_default=True,
+    help="A winner whose parent was superseded meanwhile: measure it again on the incumbent, or drop it.",
+)
 @scaffold_options
 def run(
     target,
@@ -251,6 +267,10 @@ def run(
     memory_limit,
     log_limit,
     no_network,
+    slots,
+    devices,
+    ahead,
+    stale,
     data,
     preset,
     extra,
@@ -292,6 +312,10 @@ def run(
         memory_limit_mb=memory_limit,
         log_limit_mb=log_limit,
         no_network=no_network,
+        slots=slots,
+        devices=devices,
+        ahead=ahead,
+        stale=stale,
     )
     history = open_history(root)
     pm = registry.get_manager()
@@ -315,6 +339,13 @@ def run(
         return
     if summary.error:
         raise SystemExit(1)
+
+
+PLACE_KEYS = ("slot", "host")  # where it was measured, shown for runs with several slots
+
+
+def _parallel(run: dict) -> bool:
+    return ((run["options"] or {}).get("slots") or 1) > 1
 
 
 def _agent_class(name: str):
@@ -369,7 +400,8 @@ def log(run_tag, status, as_json):
     _, history, run = _open_run(run_tag)
     rows = history.experiments(run["tag"], status)
     if as_json:
-        click.echo(json.dumps([{key: row[key] for key in LOG_KEYS} for row in rows], indent=2))
+        keys = LOG_KEYS + (PLACE_KEYS if _parallel(run) else ())
+        click.echo(json.dumps([{key: row[key] for key in keys} for row in rows], indent=2))
         return
     table = []
     for row in rows:
@@ -380,6 +412,7 @@ def log(run_tag, status, as_json):
                 "metric": "" if row["metric"] is None else f"{row['metric']:.6g}",
                 "cost": "" if row["cost_usd"] is None else f"${row['cost_usd']:.4f}",
                 "commit": (row["commit"] or "")[:7],
+                "slot": "" if row["slot"] is None else f"{row['slot']}@{row['host']}",
                 "description": (
                     (row["description"] or "")
                     + (
@@ -391,7 +424,8 @@ def log(run_tag, status, as_json):
             }
         )
     click.echo(f"run {run['tag']} ({run['target']}, agent {run['agent']})")
-    click.echo(_table(table, ["#", "status", "metric", "cost", "commit", "description"]))
+    place = ["slot"] if _parallel(run) else []
+    click.echo(_table(table, ["#", "status", "metric", "cost", "commit", *place, "description"]))
     click.echo(f"total cost: ${history.total_cost(run['tag']):.4f}")
 
 
@@ -412,6 +446,8 @@ def show(number, run_tag):
     )
     click.echo(f"description: {row['description']}")
     click.echo(f"metric: {row['metric']}  samples: {row['samples']}  commit: {row['commit']}")
+    if row["slot"] is not None and _parallel(run):
+        click.echo(f"measured on: slot {row['slot']} of {row['host']}")
     for key, value in (row["extras"] or {}).items():
         click.echo(f"  {key}: {value}")
     if row["diff"]:

@@ -1,4 +1,8 @@
-"""One experiment at a time: brief -> propose -> check -> commit -> measure -> decide -> record.
+"""One experiment: brief -> propose -> check -> commit -> measure -> decide -> record.
+
+With one slot the loop here runs them one at a time; with more, ``scheduler.py`` runs several
+``_experiment`` calls at once, each in its own thread, draft and measurement checkouts, and this
+module stays the one writer of git refs and the ledger (``writer``, a lock every write holds).
 
 Every step that changes git or the ledger is ordered so that a kill at any moment leaves both
 consistent: the ledger's ``pending`` row says which experiment was in flight, and ``resume``
@@ -12,6 +16,7 @@ import platform
 import signal
 import socket
 import statistics
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +32,8 @@ from .display import Display
 from .history import History, now
 from .measure import Evaluation, Runner, Usage
 from .processes import kill_group
+from .slots import CANDIDATE, CONFIRM, SlotPool, make_slots, parse_devices
+from .strategy import STRATEGIES
 from .target import ConfigError, Measurement, Target
 from .workspace import BranchMoved, RunLock, Workspace, WorkspaceError
 
@@ -65,6 +72,11 @@ class RunOptions:
     memory_limit_mb: float | None = None
     log_limit_mb: float | None = None
     no_network: bool = False
+    slots: int | None = None  # measurements at once (default: one per --devices entry, or 1)
+    devices: str | None = None  # "0,1" or "cuda:0,cuda:1": the slots' GPUs
+    ahead: int | None = None  # proposals drafted ahead (default: the slots; 0 with one slot)
+    stale: str = "revalidate"  # a keep whose parent is no longer the incumbent: revalidate | discard
+    strategy: str = "incumbent"
     brief: BriefSettings = field(default_factory=BriefSettings)
 
 
@@ -134,6 +146,22 @@ class Engine:
         if options.no_network and sandbox.bwrap_problem():
             raise ConfigError(f"--no-network needs the sandbox, but {sandbox.bwrap_problem()}")
         self.checkouts = Checkouts(workspace)
+        self.slots = SlotPool(make_slots(options.slots, parse_devices(options.devices)))
+        default_ahead = self.slots.size if self.slots.size > 1 else 0  # one slot: today's loop
+        self.ahead = default_ahead if options.ahead is None else options.ahead
+        if self.ahead < 0:
+            raise ConfigError("--ahead must be 0 or more")
+        self.parallel = self.slots.size > 1 or self.ahead > 0  # the scheduler runs the loop
+        options.slots, options.ahead = self.slots.size, self.ahead  # recorded with the run
+        self.runner.exclusive = not self.parallel
+        self.strategy = STRATEGIES[options.strategy]()
+        self.writer = threading.RLock()  # held by every write of git refs and the ledger
+        self.current = threading.local()  # the experiment (number, slot) this thread works on
+        self.host = socket.gethostname()
+        self.retry: list[int] = []  # numbers cut short by a kill, run again first
+        self.allocated = -1  # the highest number handed out by this run
+        self.scheduling = False  # the main thread waits on the slots (a signal may raise there)
+        self.interrupting = False
         self.cache = CacheManifest(workspace.state_dir, target)
         self.draft: Workspace | None = None  # the agent's checkout (made when the run starts)
         self.head: str | None = None  # where the run branch is, as this run left it
@@ -237,19 +265,23 @@ class Engine:
     def _resume(self) -> None:
         """After a kill: reap the evaluator, finish a decided experiment, and find the branch
         where the ledger's incumbent says it is (anything else was moved by someone else)."""
-        pending = self.history.pending(self.tag)
+        pendings = self.history.pendings(self.tag)
         self.head = self.ws.branch_commit(self.branch)
-        if pending is not None:
+        for pending in pendings:  # reap every evaluator first: nothing of the dead run goes on
+            if pending["state"].get("pgid"):
+                kill_group(pending["state"]["pgid"], grace=1)
+        for pending in pendings:
             state = pending["state"]
-            if state.get("pgid"):
-                kill_group(state["pgid"], grace=1)
             if pending["phase"] == "decided":
                 self.display.say(f"recovering experiment {pending['number']} (measured before a stop)")
-                self.head = state["row"]["parent_commit"]
+                if state["keep"]:
+                    self.head = state["row"]["parent_commit"]
                 self._finish(state["row"], state["keep"])
             else:
                 self.display.say(f"experiment {pending['number']} was cut short; running it again")
-                self.history.clear_pending(self.tag)
+                self.history.clear_pending(self.tag, pending["number"])
+                if pending["number"] > 0:
+                    self.retry.append(pending["number"])
         incumbent = self.history.incumbent(self.tag)
         if incumbent:
             self.head = incumbent["commit"]
@@ -275,6 +307,10 @@ class Engine:
         return None
 
     def _loop(self, summary: Summary) -> None:
+        if self.parallel:
+            from .scheduler import Scheduler
+
+            return Scheduler(self).loop(summary)
         started = time.monotonic()
         while True:
             if self.runner.interrupted.is_set():
@@ -283,9 +319,17 @@ class Engine:
             if limit:
                 summary.stopped_because = limit
                 return
-            row = self._experiment(self.history.next_number(self.tag))
+            row = self._experiment(self.next_number())
             summary.experiments += 1
             summary.kept += row["status"] == "keep"
+
+    def next_number(self) -> int:
+        """The driver hands out experiment numbers: first those a kill cut short, then new ones."""
+        with self.writer:
+            if self.retry:
+                return self.retry.pop(0)
+            self.allocated = max(self.history.next_number(self.tag), self.allocated + 1)
+            return self.allocated
 
     def _limit_reached(self, done: int, started: float) -> str | None:
         opts = self.options
@@ -304,6 +348,7 @@ class Engine:
 
     def _baseline(self) -> None:
         head = self.head
+        self.current.number = 0
         self.history.set_pending(self.tag, 0, "measure", {"parent": head})
         samples, measurement = [], None
         started = time.monotonic()
@@ -321,26 +366,30 @@ class Engine:
                 f"the baseline failed ({measurement.status}: {measurement.reason}); see "
                 f"{measurement.log_path} and fix the evaluator, then run again"
             )
-        row = self._row(0, head, head, "baseline", "untouched baseline", started)
+        row = self._row(0, head, head, "baseline", "untouched baseline", started) | self._place()
         row = self._with_measurement(row, measurement, usage)
         row |= {"metric": statistics.fmean(samples), "samples": samples}
         self._finish(row, keep=True)
 
     # ---- one experiment
 
-    def _experiment(self, number: int) -> dict:
-        self._check_branch()
-        parent = self.head
-        self.draft.reset_clean(parent)
+    def _experiment(self, number: int, draft: Workspace | None = None) -> dict:
+        """The story of one experiment, top to bottom; ``draft`` is its own checkout with slots."""
+        draft = draft or self.draft
+        self.current.number = number
+        with self.writer:
+            self._check_branch()
+            parent = self.strategy.parent(self.head)
+            self.history.set_pending(self.tag, number, "propose", {"parent": parent})
+        draft.reset_clean(parent)
         started = time.monotonic()
         seed = self.options.seed + number
-        self.history.set_pending(self.tag, number, "propose", {"parent": parent})
         self._show(f"experiment {number}: {self.agent.name} is proposing")
         row = self._row(number, parent, None, "invalid", None, started)
         try:
             self.phase = "propose"
             fault("propose")
-            proposal = self.agent.propose(self.brief(seed))
+            proposal = self.agent.propose(self.brief(seed, draft.root, draft.tracked_files()))
             row |= {
                 "description": proposal.description,
                 "input_tokens": proposal.input_tokens,
@@ -362,70 +411,117 @@ class Engine:
         finally:
             self.phase = "check"
         row["propose_seconds"] = time.monotonic() - started
+        if self.runner.interrupted.is_set():  # Ctrl-C while a slot's agent was proposing
+            stopped = {"status": "interrupted", "reason": "stopped during the proposal"}
+            return self._discard(row | stopped, raise_after=True)
         fault("edited")
-        change = checks.read_change(self.draft)
+        change = checks.read_change(draft)
         row |= {
             "diff": change.diff,
             "diff_sha": change.sha,
             "lines_added": change.added,
             "lines_removed": change.removed,
         }
-        reason = checks.problem(self.draft, self.target, change, self.history.has_diff(self.tag, change.sha))
+        reason = checks.problem(draft, self.target, change, self.history.has_diff(self.tag, change.sha))
         if reason:
             if proposal.note and not change.paths:
                 reason = f"{reason} ({proposal.note})"
             return self._discard(row | {"status": "invalid", "reason": reason})
         row["_note"] = proposal.note
-        commit = self.draft.commit_files(
+        commit = draft.commit_files(
             f"experiment {number}: {proposal.description or 'no description'}", change.paths
         )
-        self.ws.keep_ref(f"refs/autoresearch/{self.tag}/attempts/{number}", commit)
-        row["commit"] = commit
-        self.history.set_pending(self.tag, number, "measure", {"parent": parent, "commit": commit})
+        with self.writer:
+            self.ws.keep_ref(f"refs/autoresearch/{self.tag}/attempts/{number}", commit)
+            row["commit"] = commit
+            self.history.set_pending(self.tag, number, "measure", {"parent": parent, "commit": commit})
         fault("committed")
-        return self._measure_and_decide(row)
+        return self._measure_and_decide(row, draft)
 
-    def _measure_and_decide(self, row: dict) -> dict:
+    def _measure_and_decide(self, row: dict, draft: Workspace) -> dict:
         number = row["number"]
-        problem = self._protected_problem(row["commit"])
-        if problem:
-            return self._discard(row | {"status": "invalid", "reason": problem})
-        self._show(f"experiment {number}: measuring", clock=True)
-        measurement, usage = self._measure(number, row["commit"])
-        fault("measured")
-        row = self._with_measurement(row, measurement, usage)
-        if not measurement.ok:
-            raise_after = measurement.status == "interrupted"
-            return self._discard(row, raise_after=raise_after)
-        decision = self._decide(row, measurement.metric)
-        row |= {
-            "status": "keep" if decision.keep else "discard",
-            "reason": decision.reason,
-            "samples": decision.candidate,
-            "metric": statistics.fmean(decision.candidate),
-            "incumbent_samples": decision.incumbent,
-            "gain": decision.gain,
-            "extra_runs": decision.extra_runs,
-        }
-        row["total_seconds"] = time.monotonic() - row.pop("_started")
-        self.history.set_pending(
-            self.tag, number, "decided", {"parent": row["parent_commit"], "row": row, "keep": decision.keep}
-        )
-        return self._finish(row, decision.keep)
+        while True:
+            problem = self._protected_problem(row["commit"])
+            if problem:
+                return self._discard(row | {"status": "invalid", "reason": problem})
+            self._show(f"experiment {number}: measuring", clock=True)
+            measurement, usage = self._measure(number, row["commit"])
+            row |= self._place()
+            fault("measured")
+            row = self._with_measurement(row, measurement, usage)
+            if not measurement.ok:
+                raise_after = measurement.status == "interrupted"
+                return self._discard(row, raise_after=raise_after)
+            decision = self._decide(row, measurement.metric)
+            row |= {
+                "status": "keep" if decision.keep else "discard",
+                "reason": (row.pop("_revalidated", "") + decision.reason),
+                "samples": decision.candidate,
+                "metric": statistics.fmean(decision.candidate),
+                "incumbent_samples": decision.incumbent,
+                "gain": decision.gain,
+                "extra_runs": decision.extra_runs,
+            }
+            with self.writer:
+                if not decision.keep or self.head == row["parent_commit"]:
+                    row["total_seconds"] = time.monotonic() - row.pop("_started")
+                    state = {"parent": row["parent_commit"], "row": row, "keep": decision.keep}
+                    self.history.set_pending(self.tag, number, "decided", state)
+                    return self._finish(row, decision.keep)
+                row, final = self._stale(row, draft)
+                if final:
+                    return self._discard(row)
+
+    def _stale(self, row: dict, draft: Workspace) -> tuple[dict, bool]:
+        """A keep whose parent is no longer the incumbent (another experiment was kept meanwhile).
+
+        ``--stale discard`` drops it; ``revalidate`` cherry-picks it onto the incumbent, to be
+        measured and decided again there (a conflict is ``invalid``): a kept change always was
+        measured on the commit it is kept on top of. Returns the row, and whether it is final."""
+        kept = self._kept_since(row["parent_commit"], row["diff"] or "")
+        if self.options.stale == "discard":
+            reason = f"stale: experiment {kept} was kept meanwhile (it beat its parent: {row['reason']})"
+            return row | {"status": "discard", "reason": reason}, True
+        draft.reset_clean(self.head)
+        commit = draft.cherry_pick(row["commit"])
+        if commit is None:
+            reason = f"conflicts with experiment {kept}, kept meanwhile (it beat its parent: {row['reason']})"
+            return row | {"status": "invalid", "reason": reason}, True
+        self.ws.keep_ref(f"refs/autoresearch/{self.tag}/attempts/{row['number']}", commit)
+        state = {"parent": self.head, "commit": commit}
+        self.history.set_pending(self.tag, row["number"], "measure", state)
+        self.display.say(f"[{row['number']:>3}] beat its parent; measuring it again on experiment {kept}")
+        return {k: v for k, v in row.items() if k != "status"} | {
+            "parent_commit": self.head,
+            "commit": commit,
+            "_revalidated": f"measured again on top of experiment {kept}: ",
+        }, False
+
+    def _kept_since(self, parent: str, diff: str) -> int:
+        """The experiment kept after ``parent`` whose change touches the same files (else the last)."""
+        paths = _changed_paths(diff)
+        kept = [r for r in self.history.experiments(self.tag, "keep") if r["commit"] != parent]
+        kept = [r for r in kept if self.ws.repo.is_ancestor(parent, r["commit"])] or kept
+        touching = [r for r in kept if paths & _changed_paths(r["diff"] or "")]
+        return (touching or kept)[-1]["number"]
+
+    def _place(self) -> dict:
+        """Where this thread's last measurement ran: its slot and machine."""
+        return {"slot": getattr(self.current, "slot", 0), "host": self.host}
 
     def _decide(self, row: dict, metric: float) -> Decision:
         extra = {"runs": 0}
 
         def remeasure(commit: str) -> float | None:
             extra["runs"] += 1
-            m, _ = self._measure(row["number"], commit, seed_offset=1000 * extra["runs"])
+            m, _ = self._measure(row["number"], commit, 1000 * extra["runs"], priority=CONFIRM)
             return m.metric if m.ok else None
 
         def remeasure_candidate() -> float | None:
             return remeasure(row["commit"])
 
-        def remeasure_incumbent() -> float | None:
-            return remeasure(row["parent_commit"])
+        def remeasure_incumbent() -> float | None:  # the incumbent now (with slots, maybe a newer keep)
+            return remeasure(self.head)
 
         self._show(f"experiment {row['number']}: deciding")
         return self.policy.decide(
@@ -438,9 +534,12 @@ class Engine:
             largest_gain=self.evidence.largest_gain,
         )
 
-    def _measure(self, number: int, commit: str, seed_offset: int = 0) -> tuple[Measurement, Usage]:
-        """Measure ``commit`` once, in a clean sandboxed checkout of it made for this measurement;
-        the experiment's log collects every run. The usage is what the harness measured."""
+    def _measure(
+        self, number: int, commit: str, seed_offset: int = 0, priority: int = CANDIDATE
+    ) -> tuple[Measurement, Usage]:
+        """Measure ``commit`` once, in a clean sandboxed checkout of it made for this measurement,
+        on a free slot; the experiment's log collects every run. The usage is what the harness
+        measured."""
         if self.runner.interrupted.is_set():
             raise Interrupted
         problem = self.cache.problem()
@@ -450,7 +549,8 @@ class Engine:
         log_path = self.logs / f"{number}.log"
         usage = Usage()
         try:
-            with self.checkouts.measurement(commit) as checkout:
+            with self.slots.take(priority) as slot, self.checkouts.measurement(commit) as checkout:
+                self.current.slot = slot.index
                 evaluation = Evaluation(
                     root=checkout.root,
                     scratch=checkout.scratch,
@@ -462,6 +562,7 @@ class Engine:
                     secrets=tuple(self.target.secret_paths()),
                     network=self.network,
                     usage=usage,
+                    env=slot.env,
                 )
                 measurement = self.target.evaluate(evaluation)
         except Exception as error:  # a bug in the target plugin is a crash, not the end of the run
@@ -507,16 +608,22 @@ class Engine:
         A keep moves the run branch from the parent to the commit, compare-and-swap: a branch
         someone else moved stops the run (the decision stays pending, so nothing is lost)."""
         fault("resetting")
-        if keep and self.ws.branch_commit(self.branch) != row["commit"]:
-            try:
-                self.ws.move_branch(self.branch, row["commit"], row["parent_commit"])
-            except BranchMoved as moved:
-                raise StopRun(str(moved)) from None
-        if keep:
-            self.head = row["commit"]
-        return self._record(row)
+        with self.writer:
+            if keep and self.ws.branch_commit(self.branch) != row["commit"]:
+                try:
+                    self.ws.move_branch(self.branch, row["commit"], row["parent_commit"])
+                except BranchMoved as moved:
+                    raise StopRun(str(moved)) from None
+            if keep:
+                self.head = row["commit"]
+            return self._record(row)
 
     def _record(self, row: dict) -> dict:
+        with self.writer:
+            recorded = self.history.experiment(self.tag, row["number"])
+            return recorded if recorded else self._write(row)
+
+    def _write(self, row: dict) -> dict:
         row = dict(row)
         note = row.pop("_note", None)
         if note:  # e.g. the agent's changes outside the editable files were reverted
@@ -628,17 +735,26 @@ class Engine:
 
     def _evaluator_started(self, pid: int | None) -> None:
         """Remember the evaluator's process group so a resumed run can reap it after a kill."""
-        pending = self.history.pending(self.tag)
-        if pending:
-            state = dict(pending["state"], pgid=pid)
-            self.history.set_pending(self.tag, pending["number"], pending["phase"], state)
+        with self.writer:
+            pending = self.history.pending(self.tag, getattr(self.current, "number", None))
+            if pending:
+                state = dict(pending["state"], pgid=pid)
+                self.history.set_pending(self.tag, pending["number"], pending["phase"], state)
         if pid:
             fault("measuring")
 
     def _on_signal(self, signum, frame) -> None:
-        self.runner.interrupt()
-        if self.phase == "propose":
+        self.runner.interrupt()  # every slot's evaluator stops, and is recorded ``interrupted``
+        if self.parallel:  # raised only into the scheduler's wait, once
+            if self.scheduling and not self.interrupting:
+                self.interrupting = True
+                raise Interrupted
+        elif self.phase == "propose":
             raise Interrupted
+
+
+def _changed_paths(diff: str) -> set[str]:
+    return {line[6:] for line in diff.splitlines() if line.startswith("+++ b/")}
 
 
 def default_tag() -> str:

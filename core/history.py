@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sqlite3
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -89,6 +90,15 @@ def m002_measured_usage(db: sqlite_utils.Database) -> None:
     db["experiments"].add_column("measure_peak_mb", float)  # peak resident memory of the tree
 
 
+@migrations()
+def m003_slots_pending_per_experiment(db: sqlite_utils.Database) -> None:
+    """Parallel slots: where each experiment was measured, and one pending row per experiment in
+    flight (several at once), keyed by its number."""
+    db["experiments"].add_column("slot", int)  # the slot of its first measurement (0 with one slot)
+    db["experiments"].add_column("host", str)  # the machine that measured it
+    db["pending"].transform(pk=("run", "number"))
+
+
 class LedgerError(Exception):
     """The ledger file is not ours or is damaged; it is never overwritten."""
 
@@ -119,16 +129,24 @@ class History:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()  # one connection per thread (slots run in threads)
         _check_file(self.path)
         try:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self.db = sqlite_utils.Database(conn)
             self._check_foreign()
             migrations.apply(self.db)
         except sqlite3.DatabaseError as error:
             raise LedgerError(f"{self.path} is damaged ({error}); move it aside and run again") from None
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection: SQLite itself serialises the writes of the run's threads."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            db = self._local.db = sqlite_utils.Database(conn)
+        return db
 
     def _check_foreign(self) -> None:
         tables = set(self.db.table_names())
@@ -141,6 +159,7 @@ class History:
 
     def close(self) -> None:
         self.db.conn.close()
+        self._local.db = None
 
     # ---- runs
 
@@ -226,7 +245,7 @@ class History:
         return row[0] or 0.0
 
     def record(self, row: dict) -> dict:
-        """Write one finished experiment and clear the run's pending state, in one transaction."""
+        """Write one finished experiment and clear its pending state, in one transaction."""
         row = dict(row, finished_at=now())
         for key in JSON_COLUMNS:
             if key in row and not isinstance(row[key], str):
@@ -239,27 +258,40 @@ class History:
                 f"insert into experiments ({columns}) values ({', '.join('?' * len(row))})",
                 list(row.values()),
             )
-            conn.execute("delete from pending where run = ?", [row["run"]])
+            conn.execute("delete from pending where run = ? and number = ?", [row["run"], row["number"]])
             conn.execute("commit")
         except BaseException:
             conn.execute("rollback")
             raise
         return self.experiment(row["run"], row["number"])
 
-    # ---- the experiment in flight
+    # ---- the experiments in flight (one row each)
 
     def set_pending(self, tag: str, number: int, phase: str, state: dict) -> None:
-        self.db["pending"].upsert(
-            {"run": tag, "number": number, "phase": phase, "state": json.dumps(state), "updated_at": now()},
-            pk="run",
+        self.db.execute(
+            "insert or replace into pending (run, number, phase, state, updated_at) values (?, ?, ?, ?, ?)",
+            [tag, number, phase, json.dumps(state), now()],
         )
 
-    def pending(self, tag: str) -> dict | None:
-        rows = list(self.db["pending"].rows_where("run = ?", [tag]))
-        return _decode(rows[0]) if rows else None
+    def pendings(self, tag: str) -> list[dict]:
+        """Every experiment in flight, by number."""
+        rows = self.db["pending"].rows_where("run = ?", [tag], order_by="number")
+        return [_decode(row) for row in rows]
 
-    def clear_pending(self, tag: str) -> None:
-        self.db.execute("delete from pending where run = ?", [tag])
+    def pending(self, tag: str, number: int | None = None) -> dict | None:
+        """The experiment ``number`` in flight (default: the first one), if any."""
+        rows = [p for p in self.pendings(tag) if number is None or p["number"] == number]
+        return rows[0] if rows else None
+
+    def max_pending(self, tag: str) -> int | None:
+        row = self.db.execute("select max(number) from pending where run = ?", [tag]).fetchone()
+        return row[0]
+
+    def clear_pending(self, tag: str, number: int | None = None) -> None:
+        if number is None:
+            self.db.execute("delete from pending where run = ?", [tag])
+        else:
+            self.db.execute("delete from pending where run = ? and number = ?", [tag, number])
 
 
 def read_only(path: Path) -> sqlite3.Connection:

@@ -165,6 +165,7 @@ class Evaluation:
     secrets: tuple[Path, ...] = ()  # hidden from every command not run with secrets=True
     network: bool = False
     usage: Usage = field(default_factory=Usage)
+    env: dict[str, str] = field(default_factory=dict)  # the slot's: its device, its share of the cores
 
     def run(
         self,
@@ -181,7 +182,7 @@ class Evaluation:
             hidden=() if secrets else self.secrets,
             network=self.network,
         )
-        env = {"TMPDIR": str(self.scratch / "tmp"), **(env or {})}
+        env = {"TMPDIR": str(self.scratch / "tmp"), **(env or {}), **self.env}
         if deadline is None:
             deadline = self.budget + self.overhead
         result = self.runner.run(command, cwd or self.root, self.log_path, deadline, env, sandbox)
@@ -232,6 +233,7 @@ class Runner:
         self.on_start = on_start
         self.interrupted = threading.Event()
         self.progress: tuple[float, float] | None = None  # (started, deadline) of the command
+        self.exclusive = True  # one command at a time (no slots): the harness's rusage is its CPU
 
     def interrupt(self) -> None:
         self.interrupted.set()
@@ -288,7 +290,9 @@ class Runner:
             if self.on_start:
                 self.on_start(None)
         seconds = time.monotonic() - started
-        cpu = max(usage.cpu_seconds, _children_cpu() - cpu_before)  # rusage: exact where no sandbox
+        cpu = usage.cpu_seconds
+        if self.exclusive:  # rusage: exact where no sandbox, but it sums every slot's commands
+            cpu = max(cpu, _children_cpu() - cpu_before)
         result = RunResult(status, proc.returncode, seconds, log_path, reason, (offset, 0), cpu, usage.peak)
         result.span = (offset, log_path.stat().st_size)
         if status == "ok" and proc.returncode != 0:

@@ -193,6 +193,19 @@ class Workspace:
         self.repo.git.checkout("--detach", "--force", commit)
         self.repo.git.clean("-ffdxq", "--exclude", f"/{STATE_DIR}/")
 
+    def cherry_pick(self, commit: str) -> str | None:
+        """``commit``'s change as a new commit on top of HEAD (a draft's); None on a conflict."""
+        try:
+            self.repo.git.cherry_pick("--allow-empty", "--keep-redundant-commits", commit)
+        except git.GitCommandError:
+            head = self.head()
+            try:
+                self.repo.git.cherry_pick("--abort")
+            except git.GitCommandError:  # nothing in progress: it failed before starting
+                self.reset_clean(head)
+            return None
+        return self.head()
+
     def add_worktree(self, path: Path, commit: str) -> None:
         """A second checkout of this repository at ``path``, detached at ``commit``."""
         self.repo.git.worktree("add", "--detach", "--force", str(path), commit)
