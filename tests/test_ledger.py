@@ -45,7 +45,11 @@ def test_migrations_build_the_schema_in_memory():
         db["runs"].columns_dict
     )
     migrations.apply(db)  # idempotent
-    assert [m.name for m in migrations.applied(db)] == ["m001_runs_and_experiments"]
+    assert [m.name for m in migrations.applied(db)] == [
+        "m001_runs_and_experiments",
+        "m002_run_metric_and_experiment_tree",
+    ]
+    assert {"metric", "direction"} <= set(db["runs"].columns_dict) and "tree" in columns
 
 
 def test_foreign_and_corrupt_files_are_refused_and_kept(tmp_path):
