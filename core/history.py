@@ -154,7 +154,7 @@ class History:
             self.db = sqlite_utils.Database(conn)
             self._check_foreign()
             self._check_newer()
-            migrations.apply(self.db)
+            self._migrate()
         except sqlite3.DatabaseError as error:
             raise LedgerError(f"{self.path} is damaged ({error}); move it aside and run again") from None
         self.identity = os.stat(self.path)  # the file every write must still go to
@@ -178,6 +178,19 @@ class History:
                 "upgrade autoresearch to use it"
             )
 
+    def _migrate(self) -> None:
+        """Apply pending migrations under a write lock: of two processes opening a new ledger at
+        once (``run`` and ``log``), one migrates and the other then finds nothing left to do."""
+        if not migrations.pending(self.db):
+            return
+        self.db.conn.execute("begin immediate")
+        try:
+            migrations.apply(self.db)
+            self.db.conn.execute("commit")
+        except BaseException:
+            self.db.conn.execute("rollback")
+            raise
+
     def _check_intact(self) -> None:
         """Before each write: a ledger deleted or replaced under a run would silently lose every row."""
         try:
@@ -186,8 +199,8 @@ class History:
             intact = False
         if not intact:
             raise LedgerError(
-                f"{self.path} was deleted or replaced while the run was going; it stops here "
-                "(git keeps every commit); run again to start a new ledger"
+                f"{self.path} was deleted or replaced while the run was going, so nothing more "
+                "could be recorded; the run stops here (git keeps every commit)"
             )
 
     def close(self) -> None:
