@@ -73,7 +73,17 @@ def test_min_delta_and_direction(toy, scripted):
     slightly = MODEL.replace("X = 3.0", "X = 2.99")
     scripted.append({"model.py": slightly})
     invoke("run", "--agent", "scripted", "--max-experiments", "1", "--min-delta", "0.1", "--tag", "t")
-    assert rows(toy)[1]["status"] == "discard"
+    assert rows(toy)[1]["status"] == "discard"  # better, but by less than --min-delta
+    config = toy / "autoresearch.yaml"
+    config.write_text(config.read_text().replace("direction: lower", "direction: higher"))
+    git(toy, "commit", "-qam", "higher is better")
+    lower, higher = MODEL.replace("X = 3.0", "X = 2.0"), MODEL.replace("X = 3.0", "X = 4.0")
+    scripted += [{"model.py": lower}, {"model.py": higher}]
+    args = ("--agent", "scripted", "--accept", "strict", "--max-experiments", "2", "--tag", "up")
+    assert invoke("run", *args).exit_code == 0
+    got = rows(toy, "up")
+    went_up = [(r["status"], r["metric"] > got[0]["metric"]) for r in got[1:]]
+    assert went_up == [("discard", False), ("keep", True)]  # lower loss discarded, higher kept
 
 
 def test_crash_and_bad_metric_are_recorded_with_log_tail(toy, scripted):

@@ -296,3 +296,16 @@ def test_processes_opening_a_new_ledger_at_once_all_succeed(tmp_path):
     errors = [proc.communicate(timeout=120)[1] for proc in procs]
     assert [proc.returncode for proc in procs] == [0] * 10, errors
     assert [m.name for m in migrations.applied(History(db).db)][0] == "m001_runs_and_experiments"
+
+
+def test_the_statuses_are_defined_once_offered_by_log_and_documented():
+    from autoresearch import statuses
+    from autoresearch.cli import log
+
+    option = next(param for param in log.params if param.name == "status")
+    assert tuple(option.type.choices) == statuses.ALL
+    groups = (statuses.INCUMBENT, statuses.DECIDED, statuses.MEASUREMENT_FAILURES, statuses.SHOWN_FAILURES)
+    assert all(set(group) < set(statuses.ALL) for group in groups)
+    guide = (Path(__file__).parent.parent / "docs" / "guide.md").read_text()
+    section = guide.split("## Statuses\n", 1)[1].split("\n## ", 1)[0]
+    assert [status for status in statuses.ALL if f"`{status}`" not in section] == []
