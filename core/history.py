@@ -90,6 +90,11 @@ def m002_run_metric_and_experiment_tree(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("direction", str)  # lower or higher is better
     db["experiments"].add_column("tree", str)  # git tree of the measured commit: repeats are found by it
     db["experiments"].create_index(["run", "tree"])
+    # Log paths become relative to the workspace, so a moved workspace keeps them.
+    db.execute(
+        "update experiments set log_path = substr(log_path, instr(log_path, '/.autoresearch/') + 1) "
+        "where log_path like '/%/.autoresearch/logs/%'"
+    )
 
 
 class LedgerError(Exception):
