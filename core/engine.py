@@ -149,6 +149,7 @@ class Engine:
             self._open_run()
             self.target.prepare(self.ws.root, echo=self.display.say)
             self._resume()
+            self.history.fill_trees(self.tag, self.ws.tree)  # a ledger from before m002
             self.evidence = Evidence.from_rows(self.history.experiments(self.tag))
             if (
                 self.options.accept == "noise"

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import sqlite3
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -283,6 +284,19 @@ class History:
             [tag, tree],
         ).fetchone()
         return row[0] if row else None
+
+    def fill_trees(self, tag: str, tree_of) -> None:
+        """Give rows written before trees were recorded theirs, ``tree_of(commit)``, so that a
+        repeat of one is found too."""
+        rows = self.db.execute(
+            "select id, [commit] from experiments where run = ? and tree is null and [commit] is not null",
+            [tag],
+        ).fetchall()
+        if rows:
+            self._check_intact()
+        for row_id, commit in rows:
+            with suppress(ValueError):  # a commit git no longer has keeps no tree
+                self.db["experiments"].update(row_id, {"tree": tree_of(commit)})
 
     def descriptions(self, tag: str) -> list[str]:
         """Every attempt's description; a baseline, which measures its parent unchanged, is none."""

@@ -311,3 +311,15 @@ def test_the_run_keeps_its_metric_the_baseline_its_start_and_logs_survive_a_move
     monkeypatch.chdir(moved)
     shown = invoke("show", "1").output
     assert f"log tail ({moved}/.autoresearch/logs/t/1.log)" in shown and "training... done" in shown
+
+
+def test_a_run_from_before_trees_were_recorded_finds_repeats_of_its_old_rows(toy, scripted):
+    better = MODEL.replace("X = 3.0", "X = 2.0")
+    scripted += [{"model.py": better}]
+    invoke("run", "--agent", "scripted", "--accept", "strict", "--max-experiments", "1", "--tag", "t")
+    ledger(toy).db.execute("update experiments set tree = null")  # as the release before m002 wrote it
+    scripted += [{"model.py": MODEL, "_description": "back to the start"}]
+    invoke("run", "--agent", "scripted", "--accept", "strict", "--max-experiments", "1", "--tag", "t")
+    got = rows(toy)
+    assert (got[2]["status"], got[2]["reason"]) == ("invalid", "repeats experiment 0 exactly")
+    assert got[0]["tree"] == git(toy, "rev-parse", f"{got[0]['commit']}^{{tree}}")
