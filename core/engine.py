@@ -6,7 +6,9 @@ module stays the one writer of git refs and the ledger (``writer``, a lock every
 
 Every step that changes git or the ledger is ordered so that a kill at any moment leaves both
 consistent: the ledger's ``pending`` row says which experiment was in flight, and ``resume``
-puts the tree back at the incumbent (or finishes an experiment that was already decided).
+finds the run branch at the incumbent (or finishes an experiment that was already decided). The
+user's checkout takes no part: the agent edits a draft checkout, each measurement runs in a fresh
+checkout of one commit, and the run branch moves only by compare-and-swap.
 """
 
 from __future__ import annotations
@@ -18,18 +20,19 @@ import socket
 import statistics
 import threading
 import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import checks, sandbox
+from . import checks, sandbox, statuses
 from .accept import POLICIES, Decision, Evidence
-from .agent import Agent, AgentError, Brief, FatalAgentError
+from .agent import Agent, AgentError, AgentExhausted, Brief, FatalAgentError
 from .brief import BriefSettings, brief_values, editable_paths, program_text, render
 from .cache import CacheManifest
 from .checkout import Checkouts
 from .config import check_editable
 from .display import Display
-from .history import History, now
+from .history import History, LedgerError, Pending, now
 from .measure import Evaluation, Runner, Usage
 from .processes import kill_group
 from .slots import CANDIDATE, CONFIRM, SlotPool, make_slots, parse_devices
@@ -38,7 +41,7 @@ from .target import ConfigError, Measurement, Target
 from .workspace import BranchMoved, RunLock, Workspace, WorkspaceError
 
 FAULT_ENV = "AUTORESEARCH_FAULT"  # test hook: SIGKILL ourselves at this named point
-MEASUREMENT_FAILURES = ("crash", "timeout", "interrupted", "invalid")  # a failed Measurement's statuses
+AGENT_BACKOFF_SECONDS = (1.0, 5.0, 15.0, 30.0)  # waits after 1, 2, 3, 4 agent errors in a row; then stop
 
 
 class Interrupted(BaseException):
@@ -128,7 +131,7 @@ class Engine:
         self.history = history
         self.options = options
         self.display = display or Display(live=False)
-        self.observer = observer  # callable(run, experiment) after each record
+        self.observer = observer  # callable(run, experiment, say) after each record; say prints a line
         self.tag = options.tag
         self.branch = f"autoresearch/{self.tag}"
         self.budget = options.budget or target.budget
@@ -186,6 +189,7 @@ class Engine:
             self._open_run()
             self.checkouts.remove_stale()
             self._resume()
+            self.history.fill_trees(self.tag, self.ws.tree)  # a ledger from before m002
             self.draft = self.checkouts.draft(self.head)
             self.cache.ensure(self.draft.root, echo=self.display.say)
             self.evidence = Evidence.from_rows(self.history.experiments(self.tag))
@@ -204,7 +208,7 @@ class Engine:
             self._loop(summary)
         except Interrupted:
             summary.stopped_because = "interrupted by the user"
-        except (StopRun, BranchMoved) as stop:
+        except (StopRun, LedgerError, BranchMoved) as stop:
             summary.stopped_because = summary.error = str(stop)
         finally:
             if self.draft is not None:
@@ -212,8 +216,9 @@ class Engine:
             self.checkouts.remove_measurements()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            if self.history.run(self.tag):
-                self.history.update_run(self.tag, ended_at=now())
+            with suppress(LedgerError):  # a lost ledger takes no more writes; its line is the error
+                if self.history.run(self.tag):
+                    self.history.update_run(self.tag, ended_at=now())
             lock.release()
         self._summarise(summary)
         return summary
@@ -254,6 +259,8 @@ class Engine:
                 self.agent.name,
                 {k: v for k, v in asdict(self.options).items() if k != "brief"} | {"budget": self.budget},
                 machine_fingerprint(),
+                self.target.metric.name,
+                self.target.metric.direction,
             )
             self.display.say(
                 f"run {self.tag}: branch {self.branch} from {start[:12]}, target {self.target.name} "
@@ -268,20 +275,19 @@ class Engine:
         pendings = self.history.pendings(self.tag)
         self.head = self.ws.branch_commit(self.branch)
         for pending in pendings:  # reap every evaluator first: nothing of the dead run goes on
-            if pending["state"].get("pgid"):
-                kill_group(pending["state"]["pgid"], grace=1)
+            if pending.pgid:
+                kill_group(pending.pgid, grace=1)
         for pending in pendings:
-            state = pending["state"]
-            if pending["phase"] == "decided":
-                self.display.say(f"recovering experiment {pending['number']} (measured before a stop)")
-                if state["keep"]:
-                    self.head = state["row"]["parent_commit"]
-                self._finish(state["row"], state["keep"])
+            if pending.phase == "decided":
+                self.display.say(f"recovering experiment {pending.number} (measured before a stop)")
+                if pending.keep:
+                    self.head = pending.parent
+                self._finish(pending.row, pending.keep)
             else:
-                self.display.say(f"experiment {pending['number']} was cut short; running it again")
-                self.history.clear_pending(self.tag, pending["number"])
-                if pending["number"] > 0:
-                    self.retry.append(pending["number"])
+                self.display.say(f"experiment {pending.number} was cut short; running it again")
+                self.history.clear_pending(self.tag, pending.number)
+                if self.history.incumbent(self.tag):  # an experiment (a baseline runs again anyway)
+                    self.retry.append(pending.number)
         incumbent = self.history.incumbent(self.tag)
         if incumbent:
             self.head = incumbent["commit"]
@@ -312,6 +318,7 @@ class Engine:
 
             return Scheduler(self).loop(summary)
         started = time.monotonic()
+        agent_errors = 0
         while True:
             if self.runner.interrupted.is_set():
                 raise Interrupted
@@ -319,9 +326,28 @@ class Engine:
             if limit:
                 summary.stopped_because = limit
                 return
-            row = self._experiment(self.next_number())
+            try:
+                row = self._experiment(self.next_number())
+            except AgentExhausted as done:
+                summary.stopped_because = f"agent {self.agent.name} has nothing left to propose ({done})"
+                return
             summary.experiments += 1
             summary.kept += row["status"] == "keep"
+            agent_errors = agent_errors + 1 if row["status"] == "agent_error" else 0
+            if agent_errors:
+                self._back_off(agent_errors, row["reason"])
+
+    def _back_off(self, errors: int, reason: str) -> None:
+        """Wait longer after each agent error in a row, and stop when the agent keeps failing."""
+        if errors > len(AGENT_BACKOFF_SECONDS):
+            raise StopRun(
+                f"agent {self.agent.name} failed {errors} times in a row (last: {reason}); "
+                "fix the cause and run again to resume"
+            )
+        wait = AGENT_BACKOFF_SECONDS[errors - 1]
+        self._show(f"agent error {errors} in a row: trying again in {wait:g}s")
+        if self.runner.interrupted.wait(wait):
+            raise Interrupted
 
     def next_number(self) -> int:
         """The driver hands out experiment numbers: first those a kill cut short, then new ones."""
@@ -348,27 +374,26 @@ class Engine:
 
     def _baseline(self) -> None:
         head = self.head
-        self.current.number = 0
-        self.history.set_pending(self.tag, 0, "measure", {"parent": head})
+        number = self.history.next_number(self.tag)  # 0, or after the rows of failed baselines
+        self.current.number = number
+        row = self._row(number, head, head, "baseline", "untouched baseline", time.monotonic())
+        row["tree"] = self.ws.tree(head)
+        self.history.set_pending(self.tag, Pending(number, "measure", head))
         samples, measurement = [], None
-        started = time.monotonic()
         for run in range(self.options.baseline_runs):
             self._show(f"baseline {run + 1}/{self.options.baseline_runs}: measuring", clock=True)
-            measurement, usage = self._measure(0, head, seed_offset=run)
+            measurement, usage = self._measure(number, head, seed_offset=run)
             if not measurement.ok:
                 break
             samples.append(measurement.metric)
+        row = self._with_measurement(row, measurement, usage) | {"samples": samples} | self._place()
         if len(samples) < self.options.baseline_runs:
-            self.history.clear_pending(self.tag)
-            if measurement.status == "interrupted":
-                raise Interrupted
+            self._discard(row, raise_after=measurement.status == "interrupted")
             raise StopRun(
                 f"the baseline failed ({measurement.status}: {measurement.reason}); see "
-                f"{measurement.log_path} and fix the evaluator, then run again"
+                f"{self.ws.root / measurement.log_path} and fix the evaluator, then run again"
             )
-        row = self._row(0, head, head, "baseline", "untouched baseline", started) | self._place()
-        row = self._with_measurement(row, measurement, usage)
-        row |= {"metric": statistics.fmean(samples), "samples": samples}
+        row["metric"] = statistics.fmean(samples)
         self._finish(row, keep=True)
 
     # ---- one experiment
@@ -380,7 +405,7 @@ class Engine:
         with self.writer:
             self._check_branch()
             parent = self.strategy.parent(self.head)
-            self.history.set_pending(self.tag, number, "propose", {"parent": parent})
+            self.history.set_pending(self.tag, Pending(number, "propose", parent))
         draft.reset_clean(parent)
         started = time.monotonic()
         seed = self.options.seed + number
@@ -402,6 +427,9 @@ class Engine:
         except Interrupted:
             stopped = {"status": "interrupted", "reason": "stopped during the proposal"}
             return self._discard(row | stopped, raise_after=True)
+        except AgentExhausted:  # nothing was tried: no row (the draft is reset before the next one)
+            self.history.clear_pending(self.tag, number)
+            raise
         except FatalAgentError as error:
             self._discard(row | {"status": "agent_error", "reason": str(error)[:500]})
             raise StopRun(str(error)) from None
@@ -422,7 +450,8 @@ class Engine:
             "lines_added": change.added,
             "lines_removed": change.removed,
         }
-        reason = checks.problem(draft, self.target, change, self.history.has_diff(self.tag, change.sha))
+        earlier = self.history.measured_tree(self.tag, change.tree)  # the same code, measured before
+        reason = checks.problem(draft, self.target, change, earlier)
         if reason:
             if proposal.note and not change.paths:
                 reason = f"{reason} ({proposal.note})"
@@ -433,8 +462,8 @@ class Engine:
         )
         with self.writer:
             self.ws.keep_ref(f"refs/autoresearch/{self.tag}/attempts/{number}", commit)
-            row["commit"] = commit
-            self.history.set_pending(self.tag, number, "measure", {"parent": parent, "commit": commit})
+            row |= {"commit": commit, "tree": change.tree}
+            self.history.set_pending(self.tag, Pending(number, "measure", parent, commit))
         fault("committed")
         return self._measure_and_decide(row, draft)
 
@@ -464,13 +493,17 @@ class Engine:
             }
             with self.writer:
                 if not decision.keep or self.head == row["parent_commit"]:
-                    row["total_seconds"] = time.monotonic() - row.pop("_started")
-                    state = {"parent": row["parent_commit"], "row": row, "keep": decision.keep}
-                    self.history.set_pending(self.tag, number, "decided", state)
-                    return self._finish(row, decision.keep)
+                    return self._decided(row, decision.keep)
                 row, final = self._stale(row, draft)
                 if final:
                     return self._discard(row)
+
+    def _decided(self, row: dict, keep: bool) -> dict:
+        """Save the decision (a kill from here on is finished by the resumed run), then apply it."""
+        row["total_seconds"] = time.monotonic() - row.pop("_started")
+        pending = Pending(row["number"], "decided", row["parent_commit"], row["commit"], row, keep)
+        self.history.set_pending(self.tag, pending)
+        return self._finish(row, keep)
 
     def _stale(self, row: dict, draft: Workspace) -> tuple[dict, bool]:
         """A keep whose parent is no longer the incumbent (another experiment was kept meanwhile).
@@ -488,12 +521,12 @@ class Engine:
             reason = f"conflicts with experiment {kept}, kept meanwhile (it beat its parent: {row['reason']})"
             return row | {"status": "invalid", "reason": reason}, True
         self.ws.keep_ref(f"refs/autoresearch/{self.tag}/attempts/{row['number']}", commit)
-        state = {"parent": self.head, "commit": commit}
-        self.history.set_pending(self.tag, row["number"], "measure", state)
+        self.history.set_pending(self.tag, Pending(row["number"], "measure", self.head, commit))
         self.display.say(f"[{row['number']:>3}] beat its parent; measuring it again on experiment {kept}")
         return {k: v for k, v in row.items() if k != "status"} | {
             "parent_commit": self.head,
             "commit": commit,
+            "tree": self.ws.tree(commit),
             "_revalidated": f"measured again on top of experiment {kept}: ",
         }, False
 
@@ -569,7 +602,7 @@ class Engine:
             measurement = Measurement("crash", reason=f"evaluator error: {type(error).__name__}: {error}")
         finally:
             self.phase = "check"
-        measurement.log_path = str(log_path)
+        measurement.log_path = str(log_path.relative_to(self.ws.root))  # a moved workspace keeps it
         measurement.seconds = usage.seconds
         return measurement, usage
 
@@ -588,8 +621,8 @@ class Engine:
             "log_path": m.log_path,
         }
         if not m.ok:
-            status = m.status if m.status in MEASUREMENT_FAILURES else "crash"
-            row |= {"status": status, "reason": m.reason or "crashed"}
+            status = m.status if m.status in statuses.MEASUREMENT_FAILURES else "crash"
+            row |= {"status": status, "reason": m.reason or "crashed"}  # one rule: see measure.py
         return row
 
     # ---- ending an experiment
@@ -633,10 +666,11 @@ class Engine:
             row["total_seconds"] = time.monotonic() - started
         recorded = self.history.record(row)
         self._learn(recorded)
-        if self.descriptions is not None and recorded["number"] > 0 and recorded["description"]:
+        attempt = recorded["commit"] != recorded["parent_commit"]  # a baseline measures its parent
+        if self.descriptions is not None and attempt and recorded["description"]:
             self.descriptions.append(recorded["description"])
         if self.observer:
-            self.observer(self.history.run(self.tag), recorded)
+            self.observer(self.history.run(self.tag), recorded, self.display.say)
         self._report(recorded)
         return recorded
 
@@ -667,7 +701,7 @@ class Engine:
         tracked = tracked if tracked is not None else self.draft.tracked_files()
         s = self.options.brief
         incumbent = self.history.incumbent(self.tag)
-        failures = self.history.recent(self.tag, 1, ("crash", "timeout", "invalid"))
+        failures = self.history.recent(self.tag, 1, statuses.SHOWN_FAILURES)
         values = brief_values(
             root,
             self.target,
@@ -684,16 +718,16 @@ class Engine:
         return Brief(
             text=render(program_text(root, self.target), values),
             root=root,
-            editable=editable_paths(root, self.target, tracked),
+            editable=editable_paths(self.target, tracked),
             protected=[p for p in tracked if checks.matches(p, self.target.protected)],
             descriptions=self._descriptions(),
-            last_log=Path(last[0]["log_path"]) if last and last[0]["log_path"] else None,
+            last_log=self.ws.root / last[0]["log_path"] if last and last[0]["log_path"] else None,
             seed=seed,
         )
 
     def _learn(self, row: dict) -> None:
         """Feed a recorded decision to the evidence; store a changed noise estimate with the run."""
-        if row["status"] not in ("baseline", "keep", "discard"):
+        if row["status"] not in statuses.DECIDED:
             return
         before = self.evidence.noise
         self.evidence.add(
@@ -738,8 +772,8 @@ class Engine:
         with self.writer:
             pending = self.history.pending(self.tag, getattr(self.current, "number", None))
             if pending:
-                state = dict(pending["state"], pgid=pid)
-                self.history.set_pending(self.tag, pending["number"], pending["phase"], state)
+                pending.pgid = pid
+                self.history.set_pending(self.tag, pending)
         if pid:
             fault("measuring")
 

@@ -232,7 +232,6 @@ class Runner:
         self.env_passthrough = list(env_passthrough or [])
         self.on_start = on_start
         self.interrupted = threading.Event()
-        self.progress: tuple[float, float] | None = None  # (started, deadline) of the command
         self.exclusive = True  # one command at a time (no slots): the harness's rusage is its CPU
 
     def interrupt(self) -> None:
@@ -281,12 +280,10 @@ class Runner:
             )
         if self.on_start:
             self.on_start(proc.pid)
-        self.progress = (started, started + deadline)
         try:
             with TreeUsage(proc.pid) as usage:
                 status, reason = self._watch(proc, started + deadline)
         finally:
-            self.progress = None
             if self.on_start:
                 self.on_start(None)
         seconds = time.monotonic() - started

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
+from .agent import AgentExhausted
 from .engine import Engine, Interrupted, StopRun, Summary
 from .history import now
 from .workspace import Workspace
@@ -31,6 +32,7 @@ class Scheduler:
         self.engine = engine
         self.capacity = engine.slots.size + engine.ahead
         self.in_flight: dict[Future, tuple[int, Workspace, float]] = {}  # -> number, draft, started
+        self.exhausted = False  # the agent has nothing left to propose
 
     def loop(self, summary: Summary) -> None:
         engine = self.engine
@@ -44,13 +46,14 @@ class Scheduler:
                 limit = engine._limit_reached(launched, started)
                 if limit and not summary.stopped_because:
                     summary.stopped_because = limit
-                while not limit and error is None and len(self.in_flight) < self.capacity:
+                new_work = not limit and error is None and not self.exhausted
+                while new_work and len(self.in_flight) < self.capacity:
                     number = engine.next_number()
                     draft = drafts.pop()
                     future = pool.submit(engine._experiment, number, draft)
                     self.in_flight[future] = (number, draft, time.monotonic())
                     launched += 1
-                    limit = engine._limit_reached(launched, started)
+                    new_work = not engine._limit_reached(launched, started)
                 if not self.in_flight:
                     break
                 engine.scheduling = True
@@ -82,6 +85,10 @@ class Scheduler:
             row = future.result()
         except Interrupted:
             return None  # recorded by its thread; the main loop sees the runner interrupted
+        except AgentExhausted as done:  # no new work; what is in flight finishes
+            summary.stopped_because = f"agent {self.engine.agent.name} has nothing left to propose ({done})"
+            self.exhausted = True
+            return None
         except StopRun as stop:
             return str(stop)
         except Exception as error:  # a bug or a broken checkout: stop, the ledger stays whole
