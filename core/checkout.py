@@ -63,6 +63,12 @@ class Checkouts:
         draft.reset_clean(commit)
         return draft
 
+    def remove_draft(self, draft: Workspace) -> None:
+        """Remove a slot's draft and git's record of it (the run's own ``draft`` stays)."""
+        draft.close()
+        self.ws.remove_worktrees_under(draft.root)
+        shutil.rmtree(draft.root, ignore_errors=True)
+
     @contextmanager
     def measurement(self, commit: str) -> Iterator[Checkout]:
         """A fresh checkout of exactly ``commit``'s tracked files, removed when the block ends."""

@@ -192,7 +192,8 @@ class Engine:
             self.history.fill_trees(self.tag, self.ws.tree)  # a ledger from before m002
             self.draft = self.checkouts.draft(self.head)
             self.cache.ensure(self.draft.root, echo=self.display.say)
-            self.evidence = Evidence.from_rows(self.history.experiments(self.tag))
+            recorded = sorted(self.history.experiments(self.tag), key=lambda row: row["id"])  # as decided
+            self.evidence = Evidence.from_rows(recorded)
             if (
                 self.options.accept == "noise"
                 and self.history.incumbent(self.tag)
@@ -501,7 +502,7 @@ class Engine:
     def _decided(self, row: dict, keep: bool) -> dict:
         """Save the decision (a kill from here on is finished by the resumed run), then apply it."""
         row["total_seconds"] = time.monotonic() - row.pop("_started")
-        pending = Pending(row["number"], "decided", row["parent_commit"], row["commit"], row, keep)
+        pending = Pending(row["number"], "decided", row["parent_commit"], row["commit"], row=row, keep=keep)
         self.history.set_pending(self.tag, pending)
         return self._finish(row, keep)
 

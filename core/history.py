@@ -296,8 +296,11 @@ class History:
         return [_decode(row) for row in rows][::-1]
 
     def incumbent(self, tag: str) -> dict | None:
-        rows = self.recent(tag, 1, INCUMBENT)
-        return rows[0] if rows else None
+        """The last experiment kept, in the order they were recorded (with slots, numbers are
+        handed out when proposing, so a later number can be kept first)."""
+        where = f"run = ? and status in ({', '.join('?' * len(INCUMBENT))})"
+        rows = list(self.db["experiments"].rows_where(where, [tag, *INCUMBENT], order_by="id desc", limit=1))
+        return _decode(rows[0]) if rows else None
 
     def next_number(self, tag: str) -> int:
         row = self.db.execute("select max(number) from experiments where run = ?", [tag]).fetchone()

@@ -62,8 +62,9 @@ class Scheduler:
                 finally:
                     engine.scheduling = False
                 for future in done:
-                    drafts.append(self.in_flight.pop(future)[1])
-                    error = self._collect(future, summary) or error
+                    entry = self.in_flight.pop(future)
+                    drafts.append(entry[1])
+                    error = self._collect(future, entry, summary) or error
             if error:
                 raise StopRun(error)
         except Interrupted:
@@ -76,15 +77,16 @@ class Scheduler:
             raise
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-            for draft in drafts:
-                draft.close()
+            for draft in drafts:  # each slot's draft; the run's own ``draft`` stays to be read
+                engine.checkouts.remove_draft(draft)
 
-    def _collect(self, future: Future, summary: Summary) -> str | None:
+    def _collect(self, future: Future, entry: tuple, summary: Summary) -> str | None:
         """Count a finished experiment; the reason the run must stop, if it must."""
         try:
             row = future.result()
-        except Interrupted:
-            return None  # recorded by its thread; the main loop sees the runner interrupted
+        except Interrupted:  # its thread recorded it, unless it was stopped before it could
+            self._interrupted(entry)
+            return None
         except AgentExhausted as done:  # no new work; what is in flight finishes
             summary.stopped_because = f"agent {self.engine.agent.name} has nothing left to propose ({done})"
             self.exhausted = True
@@ -98,14 +100,22 @@ class Scheduler:
         return None
 
     def _record_interrupted(self, summary: Summary) -> None:
-        """Let every slot record itself, then record ``interrupted`` for a proposal still out."""
+        """Let every slot record itself, then record ``interrupted`` for what is still out (an
+        agent still proposing): every number handed out gets its row."""
         done, _ = wait(self.in_flight, timeout=GRACE_SECONDS)
-        for future in done:
-            self._collect(future, summary)
-        for future, (number, _, began) in self.in_flight.items():
+        for future, entry in self.in_flight.items():
             if future in done:
-                continue
-            pending = self.engine.history.pending(self.engine.tag, number)
-            parent = pending["state"]["parent"] if pending else self.engine.head
-            row = self.engine._row(number, parent, None, "interrupted", None, began)
-            self.engine._record(row | {"reason": "stopped during the proposal", "started_at": now()})
+                self._collect(future, entry, summary)
+            else:
+                self._interrupted(entry)
+        self.in_flight.clear()
+
+    def _interrupted(self, entry: tuple) -> None:
+        """Record experiment ``number`` as ``interrupted`` unless it has its row already."""
+        number, _, began = entry
+        engine = self.engine
+        pending = engine.history.pending(engine.tag, number)
+        parent = pending.parent if pending else engine.head
+        stage = "before it was measured" if pending and pending.phase == "measure" else "during the proposal"
+        row = engine._row(number, parent, None, "interrupted", None, began)
+        engine._record(row | {"reason": f"stopped {stage}", "started_at": now()})

@@ -50,6 +50,7 @@ def test_migrations_build_the_schema_in_memory():
         "m001_runs_and_experiments",
         "m002_run_metric_and_experiment_tree",
         "m003_measured_usage",
+        "m004_slots_pending_per_experiment",
     ]
     assert {"metric", "direction"} <= set(db["runs"].columns_dict) and "tree" in columns
     assert {"measure_cpu_seconds", "measure_peak_mb"} <= set(db["experiments"].columns_dict)
@@ -192,6 +193,7 @@ def test_a_ledger_written_by_the_current_release_is_migrated(tmp_path):
         "m001_runs_and_experiments",
         "m002_run_metric_and_experiment_tree",
         "m003_measured_usage",
+        "m004_slots_pending_per_experiment",
     ]
     run = history.run("nov30")
     assert (run["noise"], run["metric"], run["direction"]) == (0.0021, None, None)
