@@ -385,7 +385,14 @@ def test_a_commit_on_the_run_branch_during_a_measurement_stops_the_run_and_stays
     assert git(ws, "rev-parse", "autoresearch/t") == mine
     assert git(ws, "status", "--porcelain") == ""
     history = History(ws / ".autoresearch" / "history.db")
-    assert history.pending("t")["phase"] == "decided"  # the kept experiment waits, nothing is lost
+    pending = history.pending("t")
+    assert pending.phase == "decided" and pending.keep  # the kept experiment waits, nothing is lost
+    # The user moves the branch back, as the line says: the next run records the kept experiment.
+    git(ws, "checkout", "-q", "main")
+    git(ws, "branch", "-f", "autoresearch/t", pending.parent)
+    assert invoke("run", "--tag", "t", "--accept", "strict", "--max-experiments", "0").exit_code == 0
+    assert history.experiments("t")[-1]["status"] == "keep"
+    assert git(ws, "rev-parse", "autoresearch/t") == pending.commit
 
 
 # ---- nanochat_bpb: the validation split through a child process of training
