@@ -36,7 +36,8 @@ class Scheduler:
 
     def loop(self, summary: Summary) -> None:
         engine = self.engine
-        drafts = [engine.checkouts.draft(engine.head, f"draft-{i + 1}") for i in range(self.capacity)]
+        made = [engine.checkouts.draft(engine.head, f"draft-{i + 1}") for i in range(self.capacity)]
+        drafts = list(made)  # the free ones
         pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="slot")
         started, launched, error = time.monotonic(), 0, None
         try:
@@ -50,7 +51,7 @@ class Scheduler:
                 while new_work and len(self.in_flight) < self.capacity:
                     number = engine.next_number()
                     draft = drafts.pop()
-                    future = pool.submit(engine._experiment, number, draft)
+                    future = pool.submit(self._experiment, number, draft)
                     self.in_flight[future] = (number, draft, time.monotonic())
                     launched += 1
                     new_work = not engine._limit_reached(launched, started)
@@ -77,8 +78,15 @@ class Scheduler:
             raise
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-            for draft in drafts:  # each slot's draft; the run's own ``draft`` stays to be read
+            for draft in made:  # each slot's draft; the run's own ``draft`` stays to be read
                 engine.checkouts.remove_draft(draft)
+
+    def _experiment(self, number: int, draft: Workspace) -> dict:
+        try:
+            return self.engine._experiment(number, draft)
+        finally:  # this thread's git helpers (each thread has its own: see Workspace.repo)
+            draft.close()
+            self.engine.ws.close()
 
     def _collect(self, future: Future, entry: tuple, summary: Summary) -> str | None:
         """Count a finished experiment; the reason the run must stop, if it must."""

@@ -9,6 +9,7 @@ import io
 import os
 import tarfile
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -64,15 +65,27 @@ class Workspace:
 
     def __init__(self, root: Path):
         self.root = Path(root).resolve()
-        try:
-            self.repo = git.Repo(self.root)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-            raise WorkspaceError(
-                f"{self.root} is not a git repository; run 'git init' there or use "
-                "'autoresearch init TARGET DIR'"
-            ) from None
+        self._local = threading.local()
+        self._environment: dict[str, str] = {}
         self.state_dir = self.root / STATE_DIR
         self._set_identity()
+
+    @property
+    def repo(self) -> git.Repo:
+        """This thread's GitPython repository: its ``git cat-file`` pipes must not be shared by the
+        threads of parallel slots (two readers at once hang)."""
+        repo = getattr(self._local, "repo", None)
+        if repo is None:
+            try:
+                repo = git.Repo(self.root)
+            except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+                raise WorkspaceError(
+                    f"{self.root} is not a git repository; run 'git init' there or use "
+                    "'autoresearch init TARGET DIR'"
+                ) from None
+            repo.git.update_environment(**self._environment)
+            self._local.repo = repo
+        return repo
 
     @classmethod
     def create(cls, root: Path) -> Workspace:
@@ -88,11 +101,15 @@ class Workspace:
         """Commit as the user where git knows them, else as ``autoresearch``."""
         reader = self.repo.config_reader()
         if not (reader.has_option("user", "name") and reader.has_option("user", "email")):
-            self.repo.git.update_environment(**FALLBACK_IDENTITY)
+            self._environment = dict(FALLBACK_IDENTITY)
+            self.repo.git.update_environment(**self._environment)
 
     def close(self) -> None:
-        """End GitPython's helper processes (``git cat-file``) for this checkout."""
-        self.repo.close()
+        """End GitPython's helper processes (``git cat-file``) for this checkout (this thread's)."""
+        repo = getattr(self._local, "repo", None)
+        if repo is not None:
+            repo.close()
+            self._local.repo = None
 
     def ensure_state_dir(self) -> Path:
         """``.autoresearch/`` with a ``.gitignore`` of ``*``, so none of it is ever committed."""

@@ -12,6 +12,7 @@ import pytest
 from test_safety import EVALUATE as WAITING
 from test_safety import assert_consistent, evaluations, start_run, wait_for
 
+from autoresearch import Proposal
 from autoresearch import slots as slots_module
 from autoresearch.history import History, Pending
 
@@ -134,12 +135,13 @@ def test_stale_winner_is_measured_again_on_the_new_incumbent(sleeper, scripted):
     ("discard", "discard", "stale: experiment {kept} was kept meanwhile"),
 ])  # fmt: skip
 def test_stale_winner_conflicting_or_discarded(sleeper, scripted, stale, status, reason):
-    scripted.extend(
-        [
-            {"model.py": SPREAD_MODEL.replace("X = 3.0", "X = 1.7")},
-            {"model.py": SPREAD_MODEL.replace("X = 3.0", "X = 2.0")},
-        ]
-    )
+    def better_but_later(brief):  # drafted 2 s after the other, so decided after it
+        time.sleep(2)
+        (brief.root / "model.py").write_text(SPREAD_MODEL.replace("X = 3.0", "X = 1.7"))
+        return Proposal(description="X to 1.7")
+
+    # Both beat the baseline; X = 1.7 beats X = 2.0 too, on the same line.
+    scripted.extend([{"model.py": SPREAD_MODEL.replace("X = 3.0", "X = 2.0")}, better_but_later])
     args = ["--slots", "2", "--ahead", "0", "--max-experiments", "2", "--accept", "strict", "--stale", stale]
     assert invoke("run", "--agent", "scripted", "--tag", "t", *args).exit_code == 0
     rows = assert_consistent(sleeper)
