@@ -554,19 +554,28 @@ class Engine:
         def remeasure_candidate() -> float | None:
             return remeasure(row["commit"])
 
-        def remeasure_incumbent() -> float | None:  # the incumbent now (with slots, maybe a newer keep)
-            return remeasure(self.head)
+        def remeasure_incumbent() -> float | None:
+            return remeasure(row["parent_commit"])
 
         self._show(f"experiment {row['number']}: deciding")
         return self.policy.decide(
             metric,
-            list(self.evidence.incumbent),
+            self._parent_samples(row["parent_commit"]),
             remeasure_candidate,
             remeasure_incumbent,
             simpler=row["lines_removed"] > row["lines_added"],
             noise=self.evidence.noise,
             largest_gain=self.evidence.largest_gain,
         )
+
+    def _parent_samples(self, parent: str) -> list[float]:
+        """A candidate is judged against its parent: the incumbent, or (with slots) the incumbent
+        it was drafted against, if another experiment was kept meanwhile (see ``_stale``)."""
+        with self.writer:
+            if parent == self.head:
+                return list(self.evidence.incumbent)
+        kept = [r for r in self.history.experiments(self.tag) if r["commit"] == parent]
+        return [s for r in kept if r["status"] in statuses.INCUMBENT for s in r["samples"] or []]
 
     def _measure(
         self, number: int, commit: str, seed_offset: int = 0, priority: int = CANDIDATE
@@ -731,9 +740,10 @@ class Engine:
         if row["status"] not in statuses.DECIDED:
             return
         before = self.evidence.noise
-        self.evidence.add(
-            row["status"], row["samples"] or [], row["incumbent_samples"] or [], row["gain"], row["reason"]
-        )
+        incumbent = row["incumbent_samples"] or []
+        if row["status"] not in statuses.INCUMBENT and row["parent_commit"] != self.head:
+            incumbent = []  # (slots) re-measurements of an earlier incumbent, not of this one
+        self.evidence.add(row["status"], row["samples"] or [], incumbent, row["gain"], row["reason"])
         if self.evidence.noise != before:
             self.history.update_run(self.tag, noise=self.evidence.noise)
 
