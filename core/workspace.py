@@ -42,6 +42,21 @@ def matches(path: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatch(path, pattern) or path == pattern for pattern in patterns)
 
 
+def check_ref_component(tag: str) -> None:
+    """Refuse a run tag git cannot name a branch with (as ``git check-ref-format`` does), or a '/'."""
+    try:
+        git.Git().check_ref_format(f"refs/heads/autoresearch/{tag}")
+    except git.GitCommandError:
+        ok = False
+    else:
+        ok = "/" not in tag
+    if not ok:
+        raise WorkspaceError(
+            f"{tag!r} cannot be a run tag: use letters, digits, '-', '_' and '.' (no spaces, '..', "
+            "'~', '/' or a '.lock' ending)"
+        )
+
+
 def diff_sha(diff: str) -> str:
     return hashlib.sha256(diff.encode()).hexdigest()
 
