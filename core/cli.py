@@ -170,12 +170,18 @@ def prepare(target, data, preset, extra):
 @cli.command()
 @click.option("--budget", type=POSITIVE, help="Seconds (default: the target's budget).")
 def check(budget):
-    """Run the evaluator once on the current tree and show what it reports (no git, no ledger)."""
-    from .config import load_target
+    """Show the files each pattern resolves to, then run the evaluator once on the current tree
+    and show what it reports (no git, no ledger)."""
+    from .config import load_target, pattern_files
     from .measure import Runner
+    from .workspace import Workspace
 
     root = resolve(None, None, {})
     target = load_target(root)
+    tracked = Workspace(root).tracked_files()
+    for kind, patterns in (("editable", target.editable), ("protected", target.protected)):
+        for pattern, files in pattern_files(patterns, tracked).items():
+            click.echo(f"{kind} {pattern}: {', '.join(files) or 'no tracked file'}")
     log = Path(tempfile.mkdtemp(prefix="autoresearch-check-")) / "check.log"
     click.echo(f"measuring {target.name} in {root} (log: {log})")
     started = time.monotonic()
