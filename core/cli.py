@@ -267,6 +267,8 @@ def check_tag(ctx, param, tag: str | None) -> str | None:
         type=click.Choice(["noise", "strict"]),
         default="noise",
         show_default=True,
+        envvar="AUTORESEARCH_ACCEPT",
+        show_envvar=True,
         help="noise: keep only gains beyond the measured noise, confirming close calls; strict: any gain.",
     ),
     click.option(

@@ -14,7 +14,7 @@ from autoresearch.history import History
 from conftest import git, invoke
 from servers.messages_server import MessagesServer, message, text, tool_use
 
-INSTALL_HINT = "install the examples: pip install -e docs/plugins/examples/<name> (as .ci/run does)"
+INSTALL_HINT = "install the examples: pip install -e docs/plugins/examples/<name> (as the README says)"
 
 
 def ledger_rows(root, tag="t"):
