@@ -236,6 +236,7 @@ def check_tag(ctx, param, tag: str | None) -> str | None:
 @click.option(
     "--tag",
     "--run",
+    "tag",
     callback=check_tag,
     help="Run tag; the branch is autoresearch/TAG; an existing tag resumes.",
 )
