@@ -72,6 +72,11 @@ def collect_options(extra: tuple[str, ...], **given) -> dict:
     return options
 
 
+def env_option(envvar: str, *names: str, **kwargs):
+    """An option with an environment-variable fallback, named in --help."""
+    return click.option(*names, envvar=envvar, show_envvar=True, **kwargs)
+
+
 POSITIVE = click.FloatRange(min=0, min_open=True)
 NOT_NEGATIVE = click.FloatRange(min=0)
 
@@ -244,18 +249,16 @@ def check_tag(ctx, param, tag: str | None) -> str | None:
 @option_group(  # the engine's RunOptions, less the tag
     "settings",
     dict,
-    click.option(
+    env_option(
+        "AUTORESEARCH_BUDGET",
         "--budget",
         type=POSITIVE,
-        envvar="AUTORESEARCH_BUDGET",
-        show_envvar=True,
         help="Seconds per experiment (overrides the target).",
     ),
-    click.option(
+    env_option(
+        "AUTORESEARCH_MAX_EXPERIMENTS",
         "--max-experiments",
         type=click.IntRange(min=0),
-        envvar="AUTORESEARCH_MAX_EXPERIMENTS",
-        show_envvar=True,
         help="Stop after N experiments (this invocation; 0: the baseline only).",
     ),
     click.option("--max-hours", type=POSITIVE, help="Stop after H hours (this invocation)."),
@@ -263,20 +266,18 @@ def check_tag(ctx, param, tag: str | None) -> str | None:
     click.option(
         "--min-delta", type=NOT_NEGATIVE, default=0.0, show_default=True, help="Smallest gain kept."
     ),
-    click.option(
+    env_option(
+        "AUTORESEARCH_ACCEPT",
         "--accept",
         type=click.Choice(["noise", "strict"]),
         default="noise",
         show_default=True,
-        envvar="AUTORESEARCH_ACCEPT",
-        show_envvar=True,
         help="noise: keep only gains beyond the measured noise, confirming close calls; strict: any gain.",
     ),
-    click.option(
+    env_option(
+        "AUTORESEARCH_BASELINE_RUNS",
         "--baseline-runs",
         type=click.IntRange(min=1),
-        envvar="AUTORESEARCH_BASELINE_RUNS",
-        show_envvar=True,
         help="Baseline measurements for the noise estimate [3; strict: 1].",
     ),
     click.option(
