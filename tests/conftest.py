@@ -44,6 +44,9 @@ def isolated(tmp_path_factory, monkeypatch):
     for var in ("AUTHOR", "COMMITTER"):
         monkeypatch.setenv(f"GIT_{var}_NAME", "Test")
         monkeypatch.setenv(f"GIT_{var}_EMAIL", "test@example.com")
+    # One torch thread in the evaluators: on a busy 2-core machine two threads wait on each other
+    # at every barrier, and a tiny model's 10 ms step took 1-4 s, past a short budget's overshoot.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     registry.get_manager.cache_clear()
     yield
     registry.get_manager.cache_clear()

@@ -34,9 +34,6 @@ def workspace(tmp_path_factory):
 @pytest.fixture
 def ws(workspace, monkeypatch):
     monkeypatch.setenv("AUTORESEARCH_CLIMBMIX_URL", "http://127.0.0.1:9")
-    # One torch thread: on a busy 2-core machine two threads wait on each other at every barrier
-    # and a tiny step that takes 10 ms alone took 1-4 s, past the 5 s budget's 2 s overshoot.
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.chdir(workspace)
     return workspace
 
