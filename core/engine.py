@@ -134,6 +134,7 @@ class Engine:
         self.cost = 0.0
         self.descriptions: list[str] | None = None
         self.last_result = ""
+        self.invocation: int | None = None  # this invocation's row in the ledger
 
     # ---- the run
 
@@ -172,6 +173,8 @@ class Engine:
                 signal.signal(sig, handler)
             if self.history.run(self.tag):
                 self.history.update_run(self.tag, ended_at=now())
+            if self.invocation:
+                self.history.end_invocation(self.invocation)
             lock.release()
         self._summarise(summary)
         return summary
@@ -194,17 +197,16 @@ class Engine:
         check_editable(self.target, self.ws.tracked_files())
         if not dirty:
             self.ws.start_branch(self.branch)
+        options = {k: v for k, v in asdict(self.options).items() if k != "brief"} | {"budget": self.budget}
         if self.history.run(self.tag) is None:
-            self.history.create_run(
-                self.tag,
-                self.target.name,
-                self.agent.name,
-                {k: v for k, v in asdict(self.options).items() if k != "brief"} | {"budget": self.budget},
-                machine_fingerprint(),
-            )
+            machine = machine_fingerprint()
+            self.history.create_run(self.tag, self.target.name, self.agent.name, options, machine)
             self.display.say(f"run {self.tag}: branch {self.branch}, target {self.target.name}")
         else:
             self.display.say(f"resuming run {self.tag} on branch {self.branch}")
+        self.invocation = self.history.start_invocation(
+            self.tag, self.agent.name, self.agent.model_name(), options
+        )
 
     def _resume(self) -> None:
         """Put git back at the incumbent after a kill, finishing a decided experiment."""
@@ -485,6 +487,8 @@ class Engine:
             "commit": commit,
             "description": description,
             "seed": self._seed(number),
+            "agent": None if number == 0 else self.agent.name,
+            "model": None if number == 0 else self.agent.model_name(),
             "started_at": now(),
             "_started": started,
         }

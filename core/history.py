@@ -16,6 +16,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 STATUSES = ("baseline", "keep", "discard", "invalid", "crash", "timeout", "interrupted", "agent_error")
 INCUMBENT_STATUSES = ("baseline", "keep")
 JSON_COLUMNS = ("samples", "incumbent_samples", "extras", "options", "machine", "state")
+TABLES = ("runs", "experiments", "pending", "invocations")
 
 migrations = Migrations("autoresearch")
 
@@ -82,6 +83,29 @@ def m001_runs_and_experiments(db: sqlite_utils.Database) -> None:
     )
 
 
+# ---- views (issue 13): who proposed each experiment, and every invocation of a run
+
+
+@migrations()
+def m_views_agents_and_invocations(db: sqlite_utils.Database) -> None:
+    db["experiments"].add_column("agent", str)  # a resumed run may use another agent
+    db["experiments"].add_column("model", str)
+    db["invocations"].create(
+        {
+            "id": int,
+            "run": str,
+            "agent": str,
+            "model": str,
+            "options": str,  # JSON: the options of this invocation
+            "started_at": str,
+            "ended_at": str,
+        },
+        pk="id",
+        foreign_keys=[("run", "runs", "tag")],
+    )
+    db["invocations"].create_index(["run", "started_at"])
+
+
 class LedgerError(Exception):
     """The ledger file is not ours or is damaged; it is never overwritten."""
 
@@ -123,9 +147,21 @@ class History:
         except sqlite3.DatabaseError as error:
             raise LedgerError(f"{self.path} is damaged ({error}); move it aside and run again") from None
 
+    @classmethod
+    def reader(cls, path: Path) -> History:
+        """The ledger opened read-only, for views (``History(path)`` migrates it first)."""
+        history = cls.__new__(cls)
+        history.path = Path(path)
+        history.db = sqlite_utils.Database(read_only(history.path))
+        return history
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits to the ledger (SQLite's ``data_version``)."""
+        return self.db.execute("pragma data_version").fetchone()[0]
+
     def _check_foreign(self) -> None:
         tables = set(self.db.table_names())
-        ours = {"runs", "experiments", "pending", Migrations.migrations_table}
+        ours = {*TABLES, Migrations.migrations_table}
         if tables and not tables & ours:
             raise LedgerError(
                 f"{self.path} holds other tables ({', '.join(sorted(tables))}); "
@@ -158,6 +194,27 @@ class History:
         )
         return self.run(tag)
 
+    def runs(self) -> list[dict]:
+        """Every run of the workspace, oldest first, with its experiment and kept counts."""
+        rows = self.db.query(
+            "select runs.*, count(e.id) as experiments, sum(e.status = 'keep') as kept "
+            "from runs left join experiments e on e.run = runs.tag group by runs.tag order by started_at"
+        )
+        return [_decode(row) for row in rows]
+
+    def start_invocation(self, tag: str, agent: str, model: str | None, options: dict) -> int:
+        table = self.db["invocations"]
+        table.insert(
+            {"run": tag, "agent": agent, "model": model, "options": json.dumps(options), "started_at": now()}
+        )
+        return table.last_pk
+
+    def end_invocation(self, invocation: int) -> None:
+        self.db["invocations"].update(invocation, {"ended_at": now()})
+
+    def invocations(self, tag: str) -> list[dict]:
+        return [_decode(row) for row in self.db["invocations"].rows_where("run = ?", [tag], order_by="id")]
+
     def update_run(self, tag: str, **values) -> None:
         for key in JSON_COLUMNS:
             if key in values:
@@ -166,8 +223,9 @@ class History:
 
     # ---- experiments
 
-    def experiments(self, tag: str, status: str | None = None) -> list[dict]:
-        where, args = "run = ?", [tag]
+    def experiments(self, tag: str, status: str | None = None, after_id: int = 0) -> list[dict]:
+        """A run's experiments by number; ``after_id`` gives only rows written after that one."""
+        where, args = "run = ? and id > ?", [tag, after_id]
         if status:
             where, args = where + " and status = ?", args + [status]
         rows = self.db["experiments"].rows_where(where, args, order_by="number")
