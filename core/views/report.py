@@ -10,6 +10,7 @@ from .html import STYLE, cards, number
 from .run import RunView
 
 LOG_LINES = 30
+CSP = "default-src 'none'; style-src 'unsafe-inline'"  # opened from disk: no script, no network
 
 
 def improvements_table(view: RunView) -> str:
@@ -57,6 +58,7 @@ def render(view: RunView) -> str:
         [
             "<!doctype html>",
             '<html lang="en"><head><meta charset="utf-8">',
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
             f"<title>autoresearch run {tag}</title><style>{STYLE}</style></head><body>",
             f"<h1>Run {tag} <small>({target}, started {escape(view.run['started_at'] or '')})</small></h1>",
             cards(view.kpis()),

@@ -74,9 +74,9 @@ class RunView:
         change = None
         if baseline and best and baseline["metric"]:
             change = (best["metric"] - baseline["metric"]) / abs(baseline["metric"]) * 100
-        busy = sum(row["total_seconds"] or 0 for row in experiments)
+        busy = sum(row.get("total_seconds") or 0 for row in experiments)
         tokens = sum(
-            (row[key] or 0)
+            (row.get(key) or 0)
             for row in self.rows
             for key in ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens")
         )
@@ -92,9 +92,9 @@ class RunView:
             "crash_rate": rate("crash", "timeout"),
             "invalid_rate": rate("invalid"),
             "experiments_per_hour": n / (busy / 3600) if busy else None,
-            "evaluator_hours": sum(row["measure_seconds"] or 0 for row in self.rows) / 3600,
+            "evaluator_hours": sum(row.get("measure_seconds") or 0 for row in self.rows) / 3600,
             "tokens": tokens,
-            "cost_usd": sum(row["cost_usd"] or 0 for row in self.rows),
+            "cost_usd": sum(row.get("cost_usd") or 0 for row in self.rows),
             "noise": self.noise,
         }
 
