@@ -143,7 +143,7 @@ class History:
             conn.execute("PRAGMA busy_timeout=30000")
             self.db = sqlite_utils.Database(conn)
             self._check_foreign()
-            migrations.apply(self.db)
+            self._migrate()
         except sqlite3.DatabaseError as error:
             raise LedgerError(f"{self.path} is damaged ({error}); move it aside and run again") from None
 
@@ -158,6 +158,20 @@ class History:
     def data_version(self) -> int:
         """Changes whenever another connection commits to the ledger (SQLite's ``data_version``)."""
         return self.db.execute("pragma data_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        """Apply pending migrations, one process at a time (a run and a view may open a new ledger
+        together; SQLite cannot upgrade two deferred transactions' read locks to write locks)."""
+        if not list(migrations.pending(self.db)):
+            return
+        conn = self.db.conn
+        conn.execute("begin immediate")
+        try:
+            migrations.apply(self.db)
+            conn.execute("commit")
+        except BaseException:
+            conn.execute("rollback")
+            raise
 
     def _check_foreign(self) -> None:
         tables = set(self.db.table_names())

@@ -263,3 +263,18 @@ def test_log_limit_and_follow(toy):
     finally:
         follow.terminate()
         follow.wait(timeout=30)
+
+
+def test_a_new_ledger_opened_by_several_processes_at_once_is_migrated_once(tmp_path):
+    """A run and a view (dashboard, log) may open a new ledger at the same moment."""
+    code = "import sys; from autoresearch.history import History; History(sys.argv[1])"
+    for trial in range(3):
+        path = str(tmp_path / f"{trial}.db")
+        procs = [
+            subprocess.Popen([sys.executable, "-c", code, path], stderr=subprocess.PIPE) for _ in range(8)
+        ]
+        errors = [proc.communicate()[1].decode() for proc in procs]
+        assert [proc.returncode for proc in procs] == [0] * 8, errors
+        assert [m.name for m in migrations.applied(sqlite_utils.Database(path))] == [
+            m.name for m in migrations.pending(sqlite_utils.Database(memory=True))
+        ]
