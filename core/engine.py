@@ -545,7 +545,10 @@ class Engine:
         incumbent = self.history.incumbent(self.tag)
         best = f" | best {incumbent['metric']:.6g}" if incumbent else ""
         last = f" | last: {self.last_result}" if self.last_result else ""
-        self.display.set_status(text + best + last, (time.monotonic(), self.budget) if clock else None)
+        pace = self.history.pace(self.tag)
+        rate = f" | {pace.per_hour:.3g}/h" if pace.per_hour else ""
+        clock_at = (time.monotonic(), self.budget) if clock else None
+        self.display.set_status(text + best + last + rate, clock_at, pace.measure_seconds)
 
     def _report(self, row: dict) -> None:
         metric = "—" if row["metric"] is None else f"{row['metric']:.6g}"

@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import sqlite3
+import statistics
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -104,6 +106,12 @@ def m_views_agents_and_invocations(db: sqlite_utils.Database) -> None:
         foreign_keys=[("run", "runs", "tag")],
     )
     db["invocations"].create_index(["run", "started_at"])
+
+
+@dataclass
+class Pace:
+    per_hour: float | None  # experiments per hour of busy time
+    measure_seconds: float | None  # the median duration of recent measurements
 
 
 class LedgerError(Exception):
@@ -285,6 +293,21 @@ class History:
             "select description from experiments where run = ? and number > 0 order by number", [tag]
         )
         return [row[0] for row in rows if row[0]]
+
+    def pace(self, tag: str, window: int = 10) -> Pace:
+        """Experiments per hour of the run's busy time, and a measurement's usual duration."""
+        count, busy = self.db.execute(
+            "select count(*), sum(total_seconds) from experiments where run = ? and number > 0", [tag]
+        ).fetchone()
+        recent = [
+            row[0]
+            for row in self.db.execute(
+                "select measure_seconds from experiments where run = ? and metric is not null "
+                "and measure_seconds is not null order by number desc limit ?",
+                [tag, window],
+            )
+        ]
+        return Pace(count / busy * 3600 if busy else None, statistics.median(recent) if recent else None)
 
     def total_cost(self, tag: str) -> float:
         row = self.db.execute("select sum(cost_usd) from experiments where run = ?", [tag]).fetchone()

@@ -29,3 +29,10 @@ def test_plain_lines_without_a_terminal():
         display.set_status("experiment 1")
         display.say("[  1] discard")
     assert out.getvalue() == "[  1] discard\n"
+
+
+def test_live_line_shows_the_measurement_eta():
+    out = Terminal()
+    with Display(out) as display:
+        display.set_status("experiment 3: measuring | 12/h", (time.monotonic() - 5, 300), expected=65)
+    assert "experiment 3: measuring | 12/h [5s/300s, eta 60s]" in out.getvalue()

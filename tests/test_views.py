@@ -62,6 +62,12 @@ def view_of(history, direction="lower") -> RunView:
     return RunView(history.run("fx"), "loss", direction, history.experiments("fx"))
 
 
+def test_pace_for_the_live_status_line(fixture_ledger):
+    pace = fixture_ledger.pace("fx")
+    assert pace.per_hour == pytest.approx(60.0) and pace.measure_seconds == 30.0
+    assert History(fixture_ledger.path.parent / "empty.db").pace("none").per_hour is None
+
+
 def test_chart_follows_the_original_rules(fixture_ledger):
     drawn = chart.build(view_of(fixture_ledger))
     assert drawn.title == "Autoresearch Progress: 8 Experiments, 2 Kept Improvements"
