@@ -155,7 +155,7 @@ def test_report_is_self_contained_and_escaped(fixture_ledger, tmp_path):
     assert parsed.tags["svg"] == 1 and parsed.tags["details"] == 8
     assert "default-src 'none'" in html
     text = " ".join("".join(parsed.text).split())
-    for card in ("2 → 1", "-50.00%", "7 (2 kept)", "29%", "14%", "60", "0.07", "880", "$0.08", "0.05"):
+    for card in ("2 → 1", "-50.00%", "7 (2 kept)", "29%", "14%", "60.0", "0.07", "880", "$0.08", "0.05"):
         assert card in text, card
     # kept improvements: gain over the previous keep and gain / sigma
     assert "<td>2 → 1.5</td><td>+0.5</td><td>10.0</td>" in html

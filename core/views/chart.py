@@ -108,7 +108,7 @@ def build(view: RunView, x: str = "number") -> Chart:
 # ---- SVG
 
 WIDTH, HEIGHT = 960, 480
-LEFT, RIGHT, TOP, BOTTOM = 80, 30, 50, 60
+LEFT, RIGHT, TOP, BOTTOM = 80, 110, 50, 60  # room on the right for the last labels
 
 
 def ticks(low: float, high: float, count: int = 6) -> list[float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1100px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 1.5rem auto; padding: 0 1rem; max-width: 1100px; }
 h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; margin-top: 2rem; }
 .cards { display: flex; flex-wrap: wrap; gap: .6rem; }
 .card { border: 1px solid #ddd; border-radius: 6px; padding: .5rem .8rem; min-width: 9rem; }
@@ -23,6 +23,10 @@ details { border-bottom: 1px solid #eee; padding: .3rem 0; } summary { cursor: p
 
 def number(value: float | None, digits: int = 6) -> str:
     return "—" if value is None else f"{value:.{digits}g}"
+
+
+def rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.1f}"
 
 
 def percent(value: float | None) -> str:
@@ -43,7 +47,7 @@ def cards(kpis: dict) -> str:
         ("keep rate", percent(kpis["keep_rate"])),
         ("crash/timeout rate", percent(kpis["crash_rate"])),
         ("invalid rate", percent(kpis["invalid_rate"])),
-        ("experiments / hour", number(kpis["experiments_per_hour"], 3)),
+        ("experiments / hour", rate(kpis["experiments_per_hour"])),
         ("evaluator hours", f"{kpis['evaluator_hours']:.2f}"),
         ("LLM tokens", f"{kpis['tokens']:,}"),
         ("LLM spend", f"${kpis['cost_usd']:.2f}"),
