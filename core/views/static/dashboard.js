@@ -52,7 +52,8 @@ function renderInflight() {
   const panel = document.getElementById("inflight");
   if (!pending) { panel.replaceChildren(el("p", "nothing in flight")); return; }
   const elapsed = pending.elapsed + (Date.now() - pendingAt) / 1000;
-  const budget = pending.budget ? " / " + pending.budget + " s budget" : "";
+  const measuring = pending.phase === "measure";  // the budget is the measurement's
+  const budget = measuring && pending.budget ? " / " + pending.budget + " s budget" : "";
   const phase = pending.phase + (pending.evaluator_phase ? " (" + pending.evaluator_phase + ")" : "");
   panel.replaceChildren(el("p", "experiment " + pending.number + ": " + phase + ", " +
     Math.round(elapsed) + " s" + budget, "phase"), el("pre", pending.log || "", "log"));
