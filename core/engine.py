@@ -546,7 +546,7 @@ class Engine:
         best = f" | best {incumbent['metric']:.6g}" if incumbent else ""
         last = f" | last: {self.last_result}" if self.last_result else ""
         pace = self.history.pace(self.tag)
-        rate = f" | {pace.per_hour:.3g}/h" if pace.per_hour else ""
+        rate = f" | {pace.per_hour:,.1f} exp/h" if pace.per_hour else ""
         clock_at = (time.monotonic(), self.budget) if clock else None
         self.display.set_status(text + best + last + rate, clock_at, pace.measure_seconds)
 
