@@ -175,10 +175,10 @@ def test_plot_report_commands_on_a_real_run(toy):
 
 def test_plot_without_matplotlib_is_one_line(toy, monkeypatch):
     invoke("run", "--agent", "mutate", "--max-experiments", "1", "--tag", "t", "--accept", "strict")
-    monkeypatch.setitem(__import__("sys").modules, "matplotlib.figure", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     result = invoke("plot")
     assert result.exit_code == 1
-    assert result.output == "Error: the plot needs matplotlib: pip install 'autoresearch[plot]'\n"
+    assert result.output == "Error: the plot needs matplotlib: pip install matplotlib (the 'plot' extra)\n"
 
 
 def test_finalize_replays_kept_changes_on_a_new_branch(toy):

@@ -16,7 +16,8 @@ def figure(chart: Chart):
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise MissingMatplotlib("the plot needs matplotlib: pip install 'autoresearch[plot]'") from None
+        hint = "the plot needs matplotlib: pip install matplotlib (the 'plot' extra)"
+        raise MissingMatplotlib(hint) from None
     fig = Figure(figsize=(16, 8))
     ax = fig.subplots()
     for status, label, style in (
