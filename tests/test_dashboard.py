@@ -2,6 +2,7 @@
 
 import json
 import queue
+import sqlite3
 import urllib.error
 import urllib.request
 
@@ -77,3 +78,30 @@ def test_a_non_local_host_must_be_given_explicitly(toy):
     result = invoke("dashboard", default_map={"dashboard": {"host": "0.0.0.0"}})
     assert result.exit_code == 1
     assert "0.0.0.0 is not a local address; give --host 0.0.0.0" in result.output
+
+
+class FlakyFeed(Feed):
+    """The ledger is locked for the first reads (a checkpoint, a long write)."""
+
+    failures = 2
+
+    def poll(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("database is locked")
+        super().poll()
+
+
+def test_a_failed_read_does_not_stop_the_dashboard(tmp_path, capfd):
+    history = ledger_with_a_run(tmp_path / "h.db")
+    server = Dashboard(FlakyFeed(history.path, "a", "loss", "lower")).start()
+    try:
+        pages = server.feed.subscribe()
+        history.record({"run": "a", "number": 1, "status": "discard", "metric": 3.0, "description": "d"})
+        seen = []
+        while 1 not in seen:
+            kind, event = pages.get(timeout=30)
+            seen += [row["number"] for row in event.get("rows", [])]
+    finally:
+        server.stop()
+    assert "reading the ledger failed (database is locked); retrying" in capfd.readouterr().err

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import queue
 import re
+import sqlite3
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -301,7 +303,10 @@ class Dashboard:
 
     def _watch(self) -> None:
         while not self.stopping.is_set():
-            self.feed.poll()
+            try:
+                self.feed.poll()
+            except sqlite3.Error as error:  # e.g. locked for longer than the busy timeout: try again
+                print(f"dashboard: reading the ledger failed ({error}); retrying", file=sys.stderr)
             self.ready.set()
             time.sleep(POLL_SECONDS)
 
