@@ -87,15 +87,15 @@ class Feed:
     def poll(self) -> None:
         if self.history is None:
             self.history = History.reader(self.ledger)
-        event: dict = {}
-        version = self.history.data_version()
-        if version != self.version:
-            self.version = version
-            event = self._ledger_changes()
-        if self.log and self.log.grew():
-            event |= self.log.state()
-        if event:
-            with self.lock:
+        with self.lock:  # pages subscribe in other threads: they see a state and every change after it
+            event: dict = {}
+            version = self.history.data_version()
+            if version != self.version:
+                self.version = version
+                event = self._ledger_changes()
+            if self.log and self.log.grew():
+                event |= self.log.state()
+            if event:
                 self._broadcast("update", event)
 
     def _ledger_changes(self) -> dict:
@@ -103,17 +103,7 @@ class Feed:
         if run is None:
             return {}
         if self.view is None or self.view.run["tag"] != run["tag"]:
-            with self.lock:  # a new run: every page starts again from a snapshot
-                self.view, self.last_id, self.pending, self.log = (
-                    RunView(run, self.metric, self.direction),
-                    0,
-                    None,
-                    None,
-                )
-                self._read_rows()
-                self._read_pending()
-                for listener in self.listeners:
-                    listener.put(("snapshot", self.snapshot()))
+            self._start(run)
             return {}
         event: dict = {}
         self.view.run = run
@@ -127,6 +117,18 @@ class Feed:
         if event:
             event["kpis"] = cards(self.view.kpis())
         return event
+
+    def _start(self, run: dict) -> None:
+        """A (new) run to show: read it whole once; every page starts again from a snapshot."""
+        self.view, self.last_id, self.pending, self.log = (
+            RunView(run, self.metric, self.direction),
+            0,
+            None,
+            None,
+        )
+        self._read_rows()
+        self._read_pending()
+        self._broadcast("snapshot", self.snapshot())
 
     def _read_rows(self) -> list[dict]:
         rows = self.history.experiments(self.view.run["tag"], after_id=self.last_id)
