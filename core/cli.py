@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from . import registry
+from . import registry, statuses
 from .history import LedgerError, export_tsv, read_only
 from .target import ConfigError
 from .workspace import WorkspaceError
@@ -296,14 +296,13 @@ def run(
         no_network=no_network,
     )
     history = open_history(root)
-    pm = registry.get_manager()
     engine = Engine(
         Workspace(root),
         load_target(root),
         agent,
         history,
         options,
-        observer=lambda run, experiment: pm.hook.experiment_finished(run=run, experiment=experiment),
+        observer=registry.experiment_finished,
     )
     click.echo(announcement or agent.announce(), err=True)
     try:
@@ -358,7 +357,7 @@ LOG_COLUMNS = ["#", "status", "metric", "cost", "commit", "description"]
 
 
 def _log_line(row: dict) -> dict:
-    reason = row["reason"] if row["reason"] and row["status"] not in ("keep", "baseline") else ""
+    reason = row["reason"] if row["reason"] and row["status"] not in statuses.INCUMBENT else ""
     return {
         "#": row["number"],
         "status": row["status"],
@@ -373,9 +372,7 @@ def _log_line(row: dict) -> dict:
 @click.option("--run", "run_tag", help="Run tag (default: the latest run).")
 @click.option(
     "--status",
-    type=click.Choice(
-        ["baseline", "keep", "discard", "invalid", "crash", "timeout", "interrupted", "agent_error"]
-    ),
+    type=click.Choice(statuses.ALL),
     help="Only this status.",
 )
 @click.option("-n", "--limit", type=click.IntRange(min=1), help="Only the last N experiments.")
@@ -446,7 +443,7 @@ def show(number, run_tag):
     """Show one experiment: description, metric, diff and log tail."""
     from .measure import log_tail
 
-    _, history, run = _open_run(run_tag)
+    root, history, run = _open_run(run_tag)
     row = history.experiment(run["tag"], number)
     if row is None:
         raise click.ClickException(f"no experiment {number} in run {run['tag']}; see 'autoresearch log'")
@@ -460,9 +457,10 @@ def show(number, run_tag):
         click.echo(f"  {key}: {value}")
     if row["diff"]:
         click.echo("\n" + row["diff"])
-    tail = log_tail(row["log_path"], 20)
+    log_path = root / row["log_path"] if row["log_path"] else None  # relative to the workspace
+    tail = log_tail(log_path, 20)
     if tail:
-        click.echo(f"\nlog tail ({row['log_path']}):\n{tail}")
+        click.echo(f"\nlog tail ({log_path}):\n{tail}")
 
 
 @cli.command()

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from autoresearch.history import History
+from autoresearch.history import History, Pending
 from autoresearch.views.dashboard import Dashboard, Feed
 
 from conftest import invoke
@@ -16,7 +16,7 @@ from conftest import invoke
 
 def ledger_with_a_run(path) -> History:
     history = History(path)
-    history.create_run("a", "command", "mutate", {"budget": 10}, {})
+    history.create_run("a", "command", "mutate", {"budget": 10}, {}, "loss", "lower")
     history.record({"run": "a", "number": 0, "status": "baseline", "metric": 2.0, "description": "base"})
     return history
 
@@ -30,7 +30,7 @@ def test_feed_sends_a_snapshot_then_only_what_changed(tmp_path):
     assert kind == "snapshot" and [row["number"] for row in snapshot["rows"]] == [0]
     feed.poll()
     assert pages.empty()  # no commit, no event
-    history.set_pending("a", 1, "measure", {"parent": "x"})
+    history.set_pending("a", Pending(1, "measure", parent="x"))
     feed.poll()
     kind, event = pages.get_nowait()
     assert kind == "update" and event["pending"]["number"] == 1 and "rows" not in event
@@ -41,7 +41,9 @@ def test_feed_sends_a_snapshot_then_only_what_changed(tmp_path):
     assert (
         event["pending"] is None and "&lt;b&gt;x&lt;/b&gt;" in event["chart"] and "<b>" not in event["chart"]
     )
-    history.create_run("b", "command", "mutate", {}, {})  # a newer run: pages start again from it
+    history.create_run(
+        "b", "command", "mutate", {}, {}, "loss", "lower"
+    )  # a newer run: pages start again from it
     history.db["runs"].update("b", {"started_at": "9999"})
     feed.poll()
     kind, snapshot = pages.get(timeout=5)

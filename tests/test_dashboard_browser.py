@@ -90,8 +90,7 @@ def test_dashboard_follows_a_running_experiment(tmp_path):
         ledger = root / ".autoresearch" / "history.db"
         wait_until(ledger.exists, 60, "the ledger")
         # experiment 1 is recorded; experiment 2's agent waits for the go-file: it is in flight
-        in_flight = lambda: (History(ledger).pending("web") or {}).get("number") == 2  # noqa: E731
-        wait_until(in_flight, 120, "experiment 2 in flight")
+        wait_until(lambda: getattr(History(ledger).pending("web"), "number", None) == 2, 120, "experiment 2")
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1200, "height": 1400})
@@ -127,6 +126,7 @@ def test_dashboard_follows_a_running_experiment(tmp_path):
             page.click("#experiments tr[data-number='2']")
             page.wait_for_selector("#detail pre.diff")
             assert "+X = 1.8" in page.locator("#detail pre.diff").text_content()
+            assert "loss: 0.31" in page.locator("#detail pre.log").text_content()
             page.select_option("#filter", "baseline")
             assert page.locator("#experiments tbody tr").count() == 1
             page.select_option("#filter", "")

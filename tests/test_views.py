@@ -42,7 +42,7 @@ def row(number, status, metric=None, description="", **extra) -> dict:
 def fixture_ledger(tmp_path):
     """A lower-is-better run: baseline 2.0, keeps to 1.0, discards (one off-scale), failures."""
     history = History(tmp_path / "history.db")
-    history.create_run("fx", "command", "scripted", {"budget": 60}, {})
+    history.create_run("fx", "command", "scripted", {"budget": 60}, {}, "loss", "lower")
     history.update_run("fx", noise=0.05)
     for item in [
         row(0, "baseline", 2.0, "untouched baseline"),
@@ -171,6 +171,7 @@ def test_plot_report_commands_on_a_real_run(toy):
     assert invoke("report", "--out", str(toy / ".autoresearch" / "r.html")).exit_code == 0
     html = (toy / ".autoresearch" / "r.html").read_text()
     assert html.count('<details class="experiment"') == 7 and "diff --git a/model.py" in html
+    assert html.count('<pre class="log">') == 7 and "loss:" in html  # log paths are relative to the workspace
 
 
 def test_plot_without_matplotlib_is_one_line(toy, monkeypatch):
@@ -269,18 +270,3 @@ def test_log_limit_and_follow(toy):
     finally:
         follow.terminate()
         follow.wait(timeout=30)
-
-
-def test_a_new_ledger_opened_by_several_processes_at_once_is_migrated_once(tmp_path):
-    """A run and a view (dashboard, log) may open a new ledger at the same moment."""
-    code = "import sys; from autoresearch.history import History; History(sys.argv[1])"
-    for trial in range(3):
-        path = str(tmp_path / f"{trial}.db")
-        procs = [
-            subprocess.Popen([sys.executable, "-c", code, path], stderr=subprocess.PIPE) for _ in range(8)
-        ]
-        errors = [proc.communicate()[1].decode() for proc in procs]
-        assert [proc.returncode for proc in procs] == [0] * 8, errors
-        assert [m.name for m in migrations.applied(sqlite_utils.Database(path))] == [
-            m.name for m in migrations.pending(sqlite_utils.Database(memory=True))
-        ]

@@ -24,7 +24,7 @@ from ..history import History
 from ..measure import log_tail
 from . import chart
 from .html import STYLE, cards
-from .run import RunView
+from .run import RunView, workspace_of
 
 POLL_SECONDS = 0.25
 KEEPALIVE_SECONDS = 15
@@ -120,12 +120,9 @@ class Feed:
 
     def _start(self, run: dict) -> None:
         """A (new) run to show: read it whole once; every page starts again from a snapshot."""
-        self.view, self.last_id, self.pending, self.log = (
-            RunView(run, self.metric, self.direction),
-            0,
-            None,
-            None,
-        )
+        metric, direction = run.get("metric") or self.metric, run.get("direction") or self.direction
+        self.view = RunView(run, metric, direction, root=workspace_of(self.ledger))
+        self.last_id, self.pending, self.log = 0, None, None
         self._read_rows()
         self._read_pending()
         self._broadcast("snapshot", self.snapshot())
@@ -139,7 +136,7 @@ class Feed:
 
     def _read_pending(self) -> bool:
         """Read the pending row; True when it changed."""
-        pending = self.history.pending(self.view.run["tag"])
+        pending = self.history.pending_row(self.view.run["tag"])
         if pending == self.pending:
             return False
         self.pending = pending
@@ -151,12 +148,8 @@ class Feed:
         return True
 
     def _log_path(self, pending: dict) -> Path:
-        given = pending["state"].get("log_path")
-        return (
-            Path(given)
-            if given
-            else self.ledger.parent / "logs" / pending["run"] / f"{pending['number']}.log"
-        )
+        """Where the engine writes the experiment's log: ``.autoresearch/logs/<tag>/<number>.log``."""
+        return self.ledger.parent / "logs" / pending["run"] / f"{pending['number']}.log"
 
     def _pending_state(self) -> dict | None:
         if self.pending is None:
@@ -184,8 +177,8 @@ class Feed:
             return {"run": None}
         return {
             "run": {key: self.view.run[key] for key in ("tag", "target", "agent", "started_at", "ended_at")},
-            "metric": self.metric,
-            "direction": self.direction,
+            "metric": self.view.metric,
+            "direction": self.view.direction,
             "rows": [public(row) for row in self.view.rows],
             "kpis": cards(self.view.kpis()),
             "chart": self._chart(),
@@ -210,7 +203,7 @@ class Feed:
         if not rows:
             return None
         row = rows[0]
-        return public(row) | {"diff": row["diff"], "log": log_tail(row["log_path"], LOG_LINES)}
+        return public(row) | {"diff": row["diff"], "log": log_tail(self.view.log_file(row), LOG_LINES)}
 
 
 def public(row: dict) -> dict:

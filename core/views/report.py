@@ -29,7 +29,7 @@ def improvements_table(view: RunView) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def experiment(row: dict) -> str:
+def experiment(view: RunView, row: dict) -> str:
     """One experiment, folded: status, metric and description; unfolded: reason, diff, log tail."""
     parts = [f"<p><b>reason:</b> {escape(row['reason'] or '—')}</p>"]
     who = " ".join(filter(None, [row.get("agent"), row.get("model")]))
@@ -37,7 +37,7 @@ def experiment(row: dict) -> str:
         parts.append(f"<p><b>agent:</b> {escape(who)}</p>")
     if row["diff"]:
         parts.append(f'<pre class="diff">{escape(row["diff"])}</pre>')
-    tail = log_tail(row["log_path"], LOG_LINES) if row["log_path"] else ""
+    tail = log_tail(view.log_file(row), LOG_LINES)
     if tail:
         parts.append(
             f'<p><b>log tail</b> ({escape(row["log_path"])}):</p><pre class="log">{escape(tail)}</pre>'
@@ -66,7 +66,7 @@ def render(view: RunView) -> str:
             "<h2>Kept improvements</h2>",
             improvements_table(view),
             "<h2>Every experiment</h2>",
-            *(experiment(row) for row in view.rows),
+            *(experiment(view, row) for row in view.rows),
             "</body></html>",
         ]
     )

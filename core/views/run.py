@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
-FAILED = ("crash", "timeout", "invalid", "interrupted", "agent_error")  # no metric: the chart's rug
+from .. import statuses
+
+FAILED = tuple(status for status in statuses.ALL if status not in statuses.DECIDED)  # the chart's rug
 
 
 def seconds_between(start: str | None, end: str | None) -> float | None:
@@ -22,6 +25,7 @@ class RunView:
     metric: str
     direction: str  # "lower" or "higher"
     rows: list[dict] = field(default_factory=list)
+    root: Path = Path(".")  # the workspace: log paths are relative to it
 
     def add(self, rows: list[dict]) -> None:
         """New rows (a live view adds them as they land)."""
@@ -41,7 +45,7 @@ class RunView:
     @property
     def incumbents(self) -> list[dict]:
         """The baseline and every keep, in order: the running best."""
-        return [row for row in self.rows if row["status"] in ("baseline", "keep")]
+        return [row for row in self.rows if row["status"] in statuses.INCUMBENT]
 
     @property
     def best(self) -> dict | None:
@@ -50,6 +54,9 @@ class RunView:
     @property
     def noise(self) -> float | None:
         return self.run.get("noise")
+
+    def log_file(self, row: dict) -> Path | None:
+        return self.root / row["log_path"] if row.get("log_path") else None
 
     def improvements(self) -> list[dict]:
         """Each keep with its gain over the previous incumbent and that gain in units of noise."""
@@ -100,5 +107,13 @@ class RunView:
 
 
 def load(history, tag: str, metric: str, direction: str) -> RunView:
-    """Read a run from the ledger (``history`` is a ``History``)."""
-    return RunView(history.run(tag), metric, direction, history.experiments(tag))
+    """Read a run from the ledger (``history`` is a ``History``); the run's own metric and direction
+    win over the given ones (runs recorded before m002 have none)."""
+    run = history.run(tag)
+    metric, direction = run.get("metric") or metric, run.get("direction") or direction
+    return RunView(run, metric, direction, history.experiments(tag), workspace_of(history.path))
+
+
+def workspace_of(ledger: Path) -> Path:
+    """The workspace of ``<workspace>/.autoresearch/history.db``."""
+    return Path(ledger).resolve().parent.parent
