@@ -29,7 +29,8 @@ def canonical(name: str) -> str:
 
 def test_every_third_party_import_is_a_declared_dependency():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = {canonical(re.split(r"[<>=!~ ;\[]", req)[0]) for req in project["dependencies"]}
+    extras = [req for group in project.get("optional-dependencies", {}).values() for req in group]
+    declared = {canonical(re.split(r"[<>=!~ ;\[]", req)[0]) for req in project["dependencies"] + extras}
     distributions = importlib.metadata.packages_distributions()
     files = [*ROOT.joinpath("core").rglob("*.py"), *ROOT.joinpath("plugins").rglob("*.py")]
     undeclared = set()
@@ -37,4 +38,6 @@ def test_every_third_party_import_is_a_declared_dependency():
         for name in imported_modules(path) - set(sys.stdlib_module_names) - {"autoresearch"}:
             if not declared & {canonical(dist) for dist in distributions.get(name, [name])}:
                 undeclared.add(f"{name} ({path.relative_to(ROOT)})")
-    assert not undeclared, f"imported but not in pyproject.toml's dependencies: {sorted(undeclared)}"
+    assert not undeclared, (
+        f"imported but not in pyproject.toml's dependencies or extras: {sorted(undeclared)}"
+    )
