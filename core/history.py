@@ -7,6 +7,7 @@ import io
 import json
 import os
 import sqlite3
+import statistics
 import threading
 from contextlib import suppress
 from dataclasses import asdict, dataclass
@@ -20,6 +21,7 @@ from .statuses import INCUMBENT
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 JSON_COLUMNS = ("samples", "incumbent_samples", "extras", "options", "machine", "state")
+TABLES = ("runs", "experiments", "pending", "invocations")
 
 migrations = Migrations("autoresearch")
 
@@ -99,6 +101,29 @@ def m002_run_metric_and_experiment_tree(db: sqlite_utils.Database) -> None:
     )
 
 
+# ---- views (issue 13): who proposed each experiment, and every invocation of a run
+
+
+@migrations()
+def m_views_agents_and_invocations(db: sqlite_utils.Database) -> None:
+    db["experiments"].add_column("agent", str)  # a resumed run may use another agent
+    db["experiments"].add_column("model", str)
+    db["invocations"].create(
+        {
+            "id": int,
+            "run": str,
+            "agent": str,
+            "model": str,
+            "options": str,  # JSON: the options of this invocation
+            "started_at": str,
+            "ended_at": str,
+        },
+        pk="id",
+        foreign_keys=[("run", "runs", "tag")],
+    )
+    db["invocations"].create_index(["run", "started_at"])
+
+
 @migrations()
 def m003_measured_usage(db: sqlite_utils.Database) -> None:
     """What the harness itself measured of an experiment's first measurement (not the evaluator)."""
@@ -113,6 +138,12 @@ def m004_slots_pending_per_experiment(db: sqlite_utils.Database) -> None:
     db["experiments"].add_column("slot", int)  # the slot of its first measurement (0 with one slot)
     db["experiments"].add_column("host", str)  # the machine that measured it
     db["pending"].transform(pk=("run", "number"))
+
+
+@dataclass
+class Pace:
+    per_hour: float | None  # experiments per hour of busy time
+    measure_seconds: float | None  # the median duration of recent measurements
 
 
 class LedgerError(Exception):
@@ -184,15 +215,31 @@ class History:
         """This thread's connection: SQLite itself serialises the writes of the run's threads."""
         db = getattr(self._local, "db", None)
         if db is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            db = self._local.db = sqlite_utils.Database(conn)
+            db = self._local.db = sqlite_utils.Database(self._connect())
         return db
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    @classmethod
+    def reader(cls, path: Path) -> History:
+        """The ledger opened read-only, for views (``History(path)`` migrates it first)."""
+        history = cls.__new__(cls)
+        history.path = Path(path)
+        history._local = threading.local()
+        history._connect = lambda: read_only(history.path)
+        return history
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits to the ledger (SQLite's ``data_version``)."""
+        return self.db.execute("pragma data_version").fetchone()[0]
 
     def _check_foreign(self) -> None:
         tables = set(self.db.table_names())
-        ours = {"runs", "experiments", "pending", Migrations.migrations_table}
+        ours = {*TABLES, Migrations.migrations_table}
         if tables and not tables & ours:
             raise LedgerError(
                 f"{self.path} holds other tables ({', '.join(sorted(tables))}); "
@@ -266,6 +313,29 @@ class History:
         )
         return self.run(tag)
 
+    def runs(self) -> list[dict]:
+        """Every run of the workspace, oldest first, with its experiment and kept counts."""
+        rows = self.db.query(
+            "select runs.*, count(e.id) as experiments, sum(e.status = 'keep') as kept "
+            "from runs left join experiments e on e.run = runs.tag group by runs.tag order by started_at"
+        )
+        return [_decode(row) for row in rows]
+
+    def start_invocation(self, tag: str, agent: str, model: str | None, options: dict) -> int:
+        self._check_intact()
+        table = self.db["invocations"]
+        table.insert(
+            {"run": tag, "agent": agent, "model": model, "options": json.dumps(options), "started_at": now()}
+        )
+        return table.last_pk
+
+    def end_invocation(self, invocation: int) -> None:
+        self._check_intact()
+        self.db["invocations"].update(invocation, {"ended_at": now()})
+
+    def invocations(self, tag: str) -> list[dict]:
+        return [_decode(row) for row in self.db["invocations"].rows_where("run = ?", [tag], order_by="id")]
+
     def update_run(self, tag: str, **values) -> None:
         self._check_intact()
         for key in JSON_COLUMNS:
@@ -275,8 +345,9 @@ class History:
 
     # ---- experiments
 
-    def experiments(self, tag: str, status: str | None = None) -> list[dict]:
-        where, args = "run = ?", [tag]
+    def experiments(self, tag: str, status: str | None = None, after_id: int = 0) -> list[dict]:
+        """A run's experiments by number; ``after_id`` gives only rows written after that one."""
+        where, args = "run = ? and id > ?", [tag, after_id]
         if status:
             where, args = where + " and status = ?", args + [status]
         rows = self.db["experiments"].rows_where(where, args, order_by="number")
@@ -336,6 +407,21 @@ class History:
         )
         return [row[0] for row in rows if row[0]]
 
+    def pace(self, tag: str, window: int = 10) -> Pace:
+        """Experiments per hour of the run's busy time, and a measurement's usual duration."""
+        count, busy = self.db.execute(
+            "select count(*), sum(total_seconds) from experiments where run = ? and number > 0", [tag]
+        ).fetchone()
+        recent = [
+            row[0]
+            for row in self.db.execute(
+                "select measure_seconds from experiments where run = ? and metric is not null "
+                "and measure_seconds is not null order by number desc limit ?",
+                [tag, window],
+            )
+        ]
+        return Pace(count / busy * 3600 if busy else None, statistics.median(recent) if recent else None)
+
     def total_cost(self, tag: str) -> float:
         row = self.db.execute("select sum(cost_usd) from experiments where run = ?", [tag]).fetchone()
         return row[0] or 0.0
@@ -383,6 +469,11 @@ class History:
         rows = [p for p in self.pendings(tag) if number is None or p.number == number]
         return rows[0] if rows else None
 
+    def pending_row(self, tag: str) -> dict | None:
+        """The first pending row as stored (with ``updated_at``), for views."""
+        rows = list(self.db["pending"].rows_where("run = ?", [tag], order_by="number", limit=1))
+        return _decode(rows[0]) if rows else None
+
     def clear_pending(self, tag: str, number: int | None = None) -> None:
         """Forget experiment ``number`` in flight (default: every one of the run)."""
         self._check_intact()
@@ -396,7 +487,13 @@ def read_only(path: Path) -> sqlite3.Connection:
     """A connection that cannot write, for ``autoresearch sql``."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     conn.row_factory = sqlite3.Row
+    conn.set_authorizer(_no_attach)
     return conn
+
+
+def _no_attach(action: int, *_) -> int:
+    """ATTACH (and VACUUM INTO, which attaches) would create files wherever the query says."""
+    return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_ATTACH else sqlite3.SQLITE_OK
 
 
 def export_tsv(experiments: list[dict], metric: str) -> str:

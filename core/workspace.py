@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import fnmatch
 import hashlib
 import io
 import os
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 import git
+from wcmatch.glob import DOTGLOB, GLOBSTAR, globmatch
 
 STATE_DIR = ".autoresearch"
 CONFIG_FILE = "autoresearch.yaml"
@@ -47,13 +47,31 @@ def find_root(start: Path) -> Path | None:
         repo = git.Repo(start, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         return None
+    if repo.bare:
+        return None
     top = Path(repo.working_tree_dir)
     return top if (top / CONFIG_FILE).exists() else None
 
 
 def matches(path: str, patterns: list[str]) -> bool:
-    """Whether a repo-relative path matches any glob (``**`` crosses directories)."""
-    return any(fnmatch.fnmatch(path, pattern) or path == pattern for pattern in patterns)
+    """Whether a workspace-relative path matches any pattern: ``*`` stays inside one folder, ``**``
+    crosses folders (``**/*.py`` includes top-level files); a pattern equal to the path matches too."""
+    return any(path == pattern or globmatch(path, pattern, flags=GLOBSTAR | DOTGLOB) for pattern in patterns)
+
+
+def check_ref_component(tag: str) -> None:
+    """Refuse a run tag git cannot name a branch with (as ``git check-ref-format`` does), or a '/'."""
+    try:
+        git.Git().check_ref_format(f"refs/heads/autoresearch/{tag}")
+    except git.GitCommandError:
+        ok = False
+    else:
+        ok = "/" not in tag
+    if not ok:
+        raise WorkspaceError(
+            f"{tag!r} cannot be a run tag: use letters, digits, '-', '_' and '.' (no spaces, '..', "
+            "'~', '/' or a '.lock' ending)"
+        )
 
 
 def diff_sha(diff: str) -> str:
@@ -67,6 +85,11 @@ class Workspace:
         self.root = Path(root).resolve()
         self._local = threading.local()
         self._environment: dict[str, str] = {}
+        if self.repo.bare:
+            raise WorkspaceError(
+                f"{self.root} is a bare git repository (no working tree); clone it (git clone "
+                f"{self.root} DIR) and work in the clone"
+            )
         self.state_dir = self.root / STATE_DIR
         self._set_identity()
 
@@ -131,7 +154,7 @@ class Workspace:
         return None if self.repo.head.is_detached else self.repo.active_branch.name
 
     def tracked_files(self) -> list[str]:
-        return self.repo.git.ls_files().splitlines()
+        return _paths(self.repo.git.ls_files("-z"))
 
     def files_at(self, commit: str) -> list[str]:
         """The paths a commit holds."""
@@ -163,7 +186,7 @@ class Workspace:
         return self.repo.git.diff("HEAD", "--no-color", "--no-ext-diff", "--binary")
 
     def changed_paths(self) -> list[str]:
-        return self.repo.git.diff("HEAD", "--name-only").splitlines()
+        return _paths(self.repo.git.diff("HEAD", "--name-only", "-z"))
 
     def numstat(self) -> tuple[int, int, bool]:
         """Lines added and removed by the working tree's change, and whether a file is binary."""
@@ -262,6 +285,11 @@ class Workspace:
         lock = Path(self.repo.git_dir) / "index.lock"
         if lock.exists() and (force or time.time() - lock.stat().st_mtime > 10):
             lock.unlink(missing_ok=True)
+
+
+def _paths(nul_separated: str) -> list[str]:
+    """Paths from a ``-z`` listing: unquoted, so non-ASCII names arrive as they are on disk."""
+    return [path for path in nul_separated.split("\0") if path]
 
 
 class RunLock:
