@@ -40,7 +40,7 @@ def measure(size: int, editable: str) -> dict:
         history = History(ws.state_dir / "history.db")
         prefill(history, ws, "bench", size)
         engine = Engine(ws, InstantTarget(), CountingAgent(), history, RunOptions(tag="bench"))
-        stable, volatile = split_brief(engine.brief(size).text)
+        stable, volatile = split_brief(engine.preview_brief(size))
         total = tokens(stable) + tokens(volatile)
         return {"tokens": total, "stable": tokens(stable), "cache_read_share": tokens(stable) / total}
 

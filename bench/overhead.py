@@ -5,6 +5,9 @@ git commit/reset, attempt refs, ledger reads and writes. The target answers inst
 the agent makes a one-line edit, so what is timed is the harness. Goal: median < 0.3 s, and the
 10,000-row median within 1.5x of the 10-row one.
 
+It also times what isolation adds to each measurement: a clean checkout of the commit plus the
+sandbox around a command, against the same command run bare. Goal: < 0.5 s.
+
     python bench/overhead.py [--experiments 30] [--json]
 """
 
@@ -19,9 +22,12 @@ import time
 from pathlib import Path
 
 from autoresearch import Agent, Brief, Measurement, Metric, Proposal, Target
+from autoresearch.checkout import Checkouts
 from autoresearch.display import Display
 from autoresearch.engine import Engine, RunOptions
 from autoresearch.history import History
+from autoresearch.measure import Runner
+from autoresearch.sandbox import Sandbox, bwrap_problem
 from autoresearch.workspace import Workspace
 
 SIZES = (10, 1_000, 10_000)
@@ -33,8 +39,8 @@ class InstantTarget(Target):
     def __init__(self):
         super().__init__(Metric("loss", "lower"), editable=["model.py"], protected=["eval.py"], budget=1)
 
-    def evaluate(self, root, runner, budget, seed, log_path) -> Measurement:
-        value = float((root / "model.py").read_text().split("=")[1])
+    def evaluate(self, evaluation) -> Measurement:
+        value = float((evaluation.root / "model.py").read_text().split("=")[1])
         return Measurement("ok", abs(value - 0.5), {"memory_gb": 0.1})
 
 
@@ -106,6 +112,25 @@ def measure(size: int, experiments: int) -> list[float]:
         return [row["total_seconds"] for row in rows]
 
 
+def isolation_seconds(runs: int = 10) -> float:
+    """Median seconds a clean checkout + the sandbox add to one measurement of ``true``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = workspace(Path(tmp) / "ws")
+        ws.ensure_state_dir()
+        checkouts, commit, runner, log = Checkouts(ws), ws.head(), Runner(), Path(tmp) / "log"
+        bare, isolated = [], []
+        for _ in range(runs):
+            started = time.monotonic()
+            runner.run(["true"], ws.root, log, 10)
+            bare.append(time.monotonic() - started)
+            started = time.monotonic()
+            with checkouts.measurement(commit) as checkout:
+                box = Sandbox(writable=(checkout.root, checkout.scratch))
+                runner.run(["true"], checkout.root, log, 10, sandbox=box)
+            isolated.append(time.monotonic() - started)
+        return statistics.median(isolated) - statistics.median(bare)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=30)
@@ -121,13 +146,16 @@ def main() -> None:
         }
         results[size]["wall_s"] = time.monotonic() - started
     ratio = results[SIZES[-1]]["median_s"] / results[SIZES[0]]["median_s"]
+    isolation = isolation_seconds()
     if args.json:
-        print(json.dumps({"sizes": results, "ratio_10000_vs_10": ratio}))
+        print(json.dumps({"sizes": results, "ratio_10000_vs_10": ratio, "isolation_s": isolation}))
         return
     print(f"{'ledger rows':>12}  {'median s':>9}  {'p90 s':>7}")
     for size, r in results.items():
         print(f"{size:>12}  {r['median_s']:>9.4f}  {r['p90_s']:>7.4f}")
     print(f"ratio 10,000 vs 10: {ratio:.2f}x (goal <= 1.5x); goal median < 0.3 s")
+    sandboxed = "checkout + sandbox" if bwrap_problem() is None else "checkout (no sandbox here)"
+    print(f"{sandboxed} per measurement: {isolation:.3f} s (goal < 0.5 s)")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -159,12 +160,13 @@ def init(target, directory, edit, protect, run_command, metric, direction, budge
 @scaffold_options
 def prepare(target, data, preset, extra):
     """Prepare TARGET's data once (inside a workspace: its target and settings)."""
+    from .cache import CacheManifest
     from .config import load_target, target_class
-    from .workspace import find_root
+    from .workspace import STATE_DIR, find_root
 
     root = find_root(Path.cwd())
     if root is not None and target is None:
-        load_target(root).prepare(root, echo=click.echo)
+        CacheManifest(root / STATE_DIR, load_target(root)).rebuild(root, echo=click.echo)
         return
     if target is None:
         raise click.UsageError("name a target, or run this inside a workspace")
@@ -179,7 +181,7 @@ def check(budget):
     """Show the files each pattern resolves to, then run the evaluator once on the current tree
     and show what it reports (no git, no ledger)."""
     from .config import load_target, pattern_files
-    from .measure import Runner
+    from .measure import evaluate_tree
     from .workspace import Workspace
 
     root = resolve(None, None, {})
@@ -192,9 +194,7 @@ def check(budget):
     click.echo(f"measuring {target.name} in {root} (log: {log})")
     started = time.monotonic()
     seed = 0 if target.takes_seed else None
-    m = target.evaluate(
-        root, Runner(env_passthrough=target.env_passthrough), budget or target.budget, seed, log
-    )
+    m, _ = evaluate_tree(target, root, log, budget or target.budget, seed)
     click.echo(f"status: {m.status}" + (f" ({m.reason})" if m.reason else ""))
     for key, value in m.extras.items():
         click.echo(f"  {key}: {value}")
@@ -297,7 +297,9 @@ def check_tag(ctx, param, tag: str | None) -> str | None:
         type=POSITIVE,
         help="MB an evaluator may write to its log (a full disk is a crash).",
     ),
-    click.option("--no-network", is_flag=True, help="Run the evaluator without network."),
+    click.option(
+        "--no-network", is_flag=True, help="No network for the evaluator, even if the target needs it."
+    ),
 )
 @option_group(
     "agent_options",
@@ -357,7 +359,7 @@ def run(target, workspace, tag, agent_name, settings, agent_options, data, prese
         agent,
         history,
         options,
-        observer=registry.experiment_finished,
+        observer=functools.partial(registry.experiment_finished, workspace=root),
     )
     click.echo(announcement or agent.announce(), err=True)
     try:
@@ -675,7 +677,7 @@ def brief(run_tag):
         history,
         RunOptions(tag=run["tag"], budget=run["options"].get("budget")),
     )
-    click.echo(engine.brief(history.next_number(run["tag"])).text)
+    click.echo(engine.preview_brief(history.next_number(run["tag"])))
 
 
 if __name__ == "__main__":

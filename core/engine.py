@@ -2,7 +2,9 @@
 
 Every step that changes git or the ledger is ordered so that a kill at any moment leaves both
 consistent: the ledger's ``pending`` row says which experiment was in flight, and ``resume``
-puts the tree back at the incumbent (or finishes an experiment that was already decided).
+finds the run branch at the incumbent (or finishes an experiment that was already decided). The
+user's checkout takes no part: the agent edits a draft checkout, each measurement runs in a fresh
+checkout of one commit, and the run branch moves only by compare-and-swap.
 """
 
 from __future__ import annotations
@@ -15,17 +17,21 @@ import statistics
 import time
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-from . import checks, statuses
+from . import checks, sandbox, statuses
 from .accept import POLICIES, Decision, Evidence
 from .agent import Agent, AgentError, AgentExhausted, Brief, FatalAgentError
 from .brief import BriefSettings, brief_values, editable_paths, program_text, render
+from .cache import CacheManifest
+from .checkout import Checkouts
 from .config import check_editable
 from .display import Display
 from .history import History, LedgerError, Pending, now
-from .measure import Runner, kill_group, log_tail
+from .measure import Evaluation, Runner, Usage
+from .processes import kill_group
 from .target import ConfigError, Measurement, Target
-from .workspace import RunLock, Workspace, WorkspaceError
+from .workspace import BranchMoved, RunLock, Workspace, WorkspaceError
 
 FAULT_ENV = "AUTORESEARCH_FAULT"  # test hook: SIGKILL ourselves at this named point
 AGENT_BACKOFF_SECONDS = (1.0, 5.0, 15.0, 30.0)  # waits after 1, 2, 3, 4 agent errors in a row; then stop
@@ -124,12 +130,18 @@ class Engine:
         self.runner = Runner(
             memory_limit_mb=options.memory_limit_mb,
             log_limit_mb=options.log_limit_mb,
-            no_network=options.no_network,
             env_passthrough=target.env_passthrough,
             on_start=self._evaluator_started,
         )
+        self.network = target.network and not options.no_network
+        if options.no_network and sandbox.bwrap_problem():
+            raise ConfigError(f"--no-network needs the sandbox, but {sandbox.bwrap_problem()}")
+        self.checkouts = Checkouts(workspace)
+        self.cache = CacheManifest(workspace.state_dir, target)
+        self.draft: Workspace | None = None  # the agent's checkout (made when the run starts)
+        self.head: str | None = None  # where the run branch is, as this run left it
         self.logs = workspace.state_dir / "logs" / self.tag
-        self.protected_hashes: dict[str, str | None] = {}
+        self.protected_blobs: dict[str, str | None] = {}
         self.phase = "idle"
         self.cost = 0.0
         self.descriptions: list[str] | None = None
@@ -148,9 +160,11 @@ class Engine:
         try:
             self._check_agent()
             self._open_run()
-            self.target.prepare(self.ws.root, echo=self.display.say)
+            self.checkouts.remove_stale()
             self._resume()
             self.history.fill_trees(self.tag, self.ws.tree)  # a ledger from before m002
+            self.draft = self.checkouts.draft(self.head)
+            self.cache.ensure(self.draft.root, echo=self.display.say)
             self.evidence = Evidence.from_rows(self.history.experiments(self.tag))
             if (
                 self.options.accept == "noise"
@@ -167,9 +181,12 @@ class Engine:
             self._loop(summary)
         except Interrupted:
             summary.stopped_because = "interrupted by the user"
-        except (StopRun, LedgerError) as stop:
+        except (StopRun, LedgerError, BranchMoved) as stop:
             summary.stopped_because = summary.error = str(stop)
         finally:
+            if self.draft is not None:
+                self.draft.close()
+            self.checkouts.remove_measurements()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             with suppress(LedgerError):  # a lost ledger takes no more writes; its line is the error
@@ -188,17 +205,28 @@ class Engine:
             raise StopRun(str(error)) from None
 
     def _open_run(self) -> None:
-        pending = self.history.pending(self.tag)
-        dirty = self.ws.dirty_paths()
-        if dirty and not (pending and self.ws.branch() == self.branch):
-            raise WorkspaceError(
-                f"tracked files have uncommitted changes ({', '.join(dirty[:3])}); commit or stash them first"
-            )
+        """Create the run branch at the user's last commit (or find it); the checkout stays theirs."""
         if self.ws.head() is None:
             raise WorkspaceError("the repository has no commit yet; commit your files first")
-        check_editable(self.target, self.ws.tracked_files())
-        if not dirty:
-            self.ws.start_branch(self.branch)
+        if self.ws.branch() == self.branch:
+            raise WorkspaceError(
+                f"your checkout is on {self.branch}, which the run moves; check out another branch "
+                "first (e.g. git checkout main): a run never touches your checkout"
+            )
+        start = self.ws.branch_commit(self.branch)
+        if start is None:
+            dirty = self.ws.dirty_paths()
+            if dirty:
+                raise WorkspaceError(
+                    f"tracked files have uncommitted changes ({', '.join(dirty[:3])}); commit or stash "
+                    "them first: a run starts from your last commit"
+                )
+            start = self.ws.head()
+            self.ws.move_branch(self.branch, start, None)
+        check_editable(self.target, self.ws.files_at(start))
+        warning = sandbox.weakness()
+        if warning:
+            self.display.say(warning)
         options = {k: v for k, v in asdict(self.options).items() if k != "brief"} | {"budget": self.budget}
         if self.history.run(self.tag) is None:
             self.history.create_run(
@@ -210,7 +238,10 @@ class Engine:
                 self.target.metric.name,
                 self.target.metric.direction,
             )
-            self.display.say(f"run {self.tag}: branch {self.branch}, target {self.target.name}")
+            self.display.say(
+                f"run {self.tag}: branch {self.branch} from {start[:12]}, target {self.target.name} "
+                f"(your checkout stays as it is; git checkout {self.branch} afterwards to see the result)"
+            )
         else:
             self.display.say(f"resuming run {self.tag} on branch {self.branch}")
         self.invocation = self.history.start_invocation(
@@ -218,33 +249,41 @@ class Engine:
         )
 
     def _resume(self) -> None:
-        """Put git back at the incumbent after a kill, finishing a decided experiment."""
+        """After a kill: reap the evaluator, finish a decided experiment, and find the branch
+        where the ledger's incumbent says it is (anything else was moved by someone else)."""
         pending = self.history.pending(self.tag)
-        if pending is None:
-            incumbent = self.history.incumbent(self.tag)
-            if incumbent and self.ws.head() != incumbent["commit"]:
-                self.ws.reset_to(incumbent["commit"])
-            return
-        if pending.pgid:
-            kill_group(pending.pgid, grace=1)
-        self.ws.clear_stale_lock(force=True)
-        if pending.phase == "decided":
-            self.display.say(f"recovering experiment {pending.number} (measured before a stop)")
-            self._finish(pending.row, pending.keep)
-            return
-        self.display.say(f"experiment {pending.number} was cut short; running it again")
-        self.ws.reset_to(pending.parent)
-        self.history.clear_pending(self.tag)
+        self.head = self.ws.branch_commit(self.branch)
+        if pending is not None:
+            if pending.pgid:
+                kill_group(pending.pgid, grace=1)
+            if pending.phase == "decided":
+                self.display.say(f"recovering experiment {pending.number} (measured before a stop)")
+                self.head = pending.parent
+                self._finish(pending.row, pending.keep)
+            else:
+                self.display.say(f"experiment {pending.number} was cut short; running it again")
+                self.history.clear_pending(self.tag)
+        incumbent = self.history.incumbent(self.tag)
+        if incumbent:
+            self.head = incumbent["commit"]
+            self._check_branch()
+
+    def _check_branch(self) -> None:
+        """Stop, rewriting nothing, when the run branch is not where this run left it."""
+        at = self.ws.branch_commit(self.branch)
+        if at != self.head:
+            raise StopRun(str(BranchMoved(self.branch, at, self.head)))
 
     def _protect(self) -> None:
-        tracked = self.ws.tracked_files()
-        self.protected_hashes = {
-            path: self.ws.file_sha(path) for path in tracked if checks.matches(path, self.target.protected)
+        self.protected_blobs = {
+            path: self.ws.blob_sha(self.head, path)
+            for path in self.ws.files_at(self.head)
+            if checks.matches(path, self.target.protected)
         }
 
-    def _protected_problem(self) -> str | None:
-        for path, sha in self.protected_hashes.items():
-            if self.ws.file_sha(path) != sha:
+    def _protected_problem(self, commit: str) -> str | None:
+        for path, sha in self.protected_blobs.items():
+            if self.ws.blob_sha(commit, path) != sha:
                 return f"protected file {path} changed before the measurement"
         return None
 
@@ -297,7 +336,7 @@ class Engine:
     # ---- baseline
 
     def _baseline(self) -> None:
-        head = self.ws.head()
+        head = self.head
         number = self.history.next_number(self.tag)  # 0, or after the rows of failed baselines
         row = self._row(number, head, head, "baseline", "untouched baseline", time.monotonic())
         row["tree"] = self.ws.tree(head)
@@ -305,11 +344,11 @@ class Engine:
         samples, measurement = [], None
         for run in range(self.options.baseline_runs):
             self._show(f"baseline {run + 1}/{self.options.baseline_runs}: measuring", clock=True)
-            measurement = self._measure(number, seed_offset=run)
+            measurement, usage = self._measure(number, head, seed_offset=run)
             if not measurement.ok:
                 break
             samples.append(measurement.metric)
-        row = self._with_measurement(row, measurement) | {"samples": samples}
+        row = self._with_measurement(row, measurement, usage) | {"samples": samples}
         if len(samples) < self.options.baseline_runs:
             self._discard(row, raise_after=measurement.status == "interrupted")
             raise StopRun(
@@ -322,7 +361,9 @@ class Engine:
     # ---- one experiment
 
     def _experiment(self, number: int) -> dict:
-        parent = self.ws.head()
+        self._check_branch()
+        parent = self.head
+        self.draft.reset_clean(parent)
         started = time.monotonic()
         seed = self.options.seed + number
         self.history.set_pending(self.tag, Pending(number, "propose", parent))
@@ -344,8 +385,7 @@ class Engine:
         except Interrupted:
             stopped = {"status": "interrupted", "reason": "stopped during the proposal"}
             return self._discard(row | stopped, raise_after=True)
-        except AgentExhausted:  # nothing was tried: no row, the tree back as it was
-            self.ws.reset_to(parent)
+        except AgentExhausted:  # nothing was tried: no row (the draft is reset before the next one)
             self.history.clear_pending(self.tag)
             raise
         except FatalAgentError as error:
@@ -358,7 +398,7 @@ class Engine:
             self.phase = "check"
         row["propose_seconds"] = time.monotonic() - started
         fault("edited")
-        change = checks.read_change(self.ws)
+        change = checks.read_change(self.draft)
         row |= {
             "diff": change.diff,
             "diff_sha": change.sha,
@@ -366,13 +406,13 @@ class Engine:
             "lines_removed": change.removed,
         }
         earlier = self.history.measured_tree(self.tag, change.tree)  # the same code, measured before
-        reason = checks.problem(self.ws, self.target, change, earlier)
+        reason = checks.problem(self.draft, self.target, change, earlier)
         if reason:
             if proposal.note and not change.paths:
                 reason = f"{reason} ({proposal.note})"
             return self._discard(row | {"status": "invalid", "reason": reason})
         row["_note"] = proposal.note
-        commit = self.ws.commit_files(
+        commit = self.draft.commit_files(
             f"experiment {number}: {proposal.description or 'no description'}", change.paths
         )
         self.ws.keep_ref(f"refs/autoresearch/{self.tag}/attempts/{number}", commit)
@@ -383,13 +423,13 @@ class Engine:
 
     def _measure_and_decide(self, row: dict) -> dict:
         number = row["number"]
-        problem = self._protected_problem()
+        problem = self._protected_problem(row["commit"])
         if problem:
             return self._discard(row | {"status": "invalid", "reason": problem})
         self._show(f"experiment {number}: measuring", clock=True)
-        measurement = self._measure(number)
+        measurement, usage = self._measure(number, row["commit"])
         fault("measured")
-        row = self._with_measurement(row, measurement)
+        row = self._with_measurement(row, measurement, usage)
         if not measurement.ok:
             raise_after = measurement.status == "interrupted"
             return self._discard(row, raise_after=raise_after)
@@ -411,19 +451,16 @@ class Engine:
     def _decide(self, row: dict, metric: float) -> Decision:
         extra = {"runs": 0}
 
-        def remeasure_candidate() -> float | None:
+        def remeasure(commit: str) -> float | None:
             extra["runs"] += 1
-            m = self._measure(row["number"], seed_offset=1000 * extra["runs"])
+            m, _ = self._measure(row["number"], commit, seed_offset=1000 * extra["runs"])
             return m.metric if m.ok else None
 
+        def remeasure_candidate() -> float | None:
+            return remeasure(row["commit"])
+
         def remeasure_incumbent() -> float | None:
-            extra["runs"] += 1
-            self.ws.reset_to(row["parent_commit"])
-            try:
-                m = self._measure(row["number"], seed_offset=1000 * extra["runs"])
-            finally:
-                self.ws.reset_to(row["commit"])
-            return m.metric if m.ok else None
+            return remeasure(row["parent_commit"])
 
         self._show(f"experiment {row['number']}: deciding")
         return self.policy.decide(
@@ -436,60 +473,82 @@ class Engine:
             largest_gain=self.evidence.largest_gain,
         )
 
-    def _measure(self, number: int, seed_offset: int = 0) -> Measurement:
-        """Run the target's evaluator once; the log of the experiment collects every run."""
+    def _measure(self, number: int, commit: str, seed_offset: int = 0) -> tuple[Measurement, Usage]:
+        """Measure ``commit`` once, in a clean sandboxed checkout of it made for this measurement;
+        the experiment's log collects every run. The usage is what the harness measured."""
         if self.runner.interrupted.is_set():
             raise Interrupted
+        problem = self.cache.problem()
+        if problem:
+            raise StopRun(problem)
         self.phase = "measure"
         log_path = self.logs / f"{number}.log"
-        seed = self._seed(number, seed_offset)
-        started = time.monotonic()
+        usage = Usage()
         try:
-            measurement = self.target.evaluate(self.ws.root, self.runner, self.budget, seed, log_path)
+            with self.checkouts.measurement(commit) as checkout:
+                evaluation = Evaluation(
+                    root=checkout.root,
+                    scratch=checkout.scratch,
+                    budget=self.budget,
+                    seed=self._seed(number, seed_offset),
+                    log_path=log_path,
+                    runner=self.runner,
+                    overhead=self.target.overhead,
+                    secrets=tuple(self.target.secret_paths()),
+                    network=self.network,
+                    usage=usage,
+                )
+                measurement = self.target.evaluate(evaluation)
         except Exception as error:  # a bug in the target plugin is a crash, not the end of the run
             measurement = Measurement("crash", reason=f"evaluator error: {type(error).__name__}: {error}")
         finally:
             self.phase = "check"
         measurement.log_path = str(log_path.relative_to(self.ws.root))  # a moved workspace keeps it
-        measurement.seconds = measurement.seconds or time.monotonic() - started
-        return measurement
+        measurement.seconds = usage.seconds
+        return measurement, usage
 
     def _seed(self, number: int, offset: int = 0) -> int | None:
         """The harness-chosen seed of a measurement: fresh for every confirmation run."""
         return self.options.seed + number + offset if self.target.takes_seed else None
 
-    def _with_measurement(self, row: dict, m: Measurement) -> dict:
+    def _with_measurement(self, row: dict, m: Measurement, usage: Usage) -> dict:
         row = row | {
             "metric": m.metric if m.ok else None,
             "samples": [m.metric] if m.ok else [],
             "extras": m.extras,
-            "measure_seconds": m.seconds,
+            "measure_seconds": usage.seconds,
+            "measure_cpu_seconds": usage.cpu_seconds,
+            "measure_peak_mb": usage.peak_memory_bytes / 2**20,
             "log_path": m.log_path,
         }
         if not m.ok:
             status = m.status if m.status in statuses.MEASUREMENT_FAILURES else "crash"
-            tail = log_tail(self.ws.root / m.log_path, 5).strip().splitlines()
-            reason = m.reason or "crashed"
-            row |= {"status": status, "reason": reason + (f": {tail[-1][:200]}" if tail else "")}
+            row |= {"status": status, "reason": m.reason or "crashed"}  # one rule: see measure.py
         return row
 
     # ---- ending an experiment
 
     def _discard(self, row: dict, raise_after: bool = False) -> dict:
-        """Record a rejected/failed experiment and put the tree back at its parent."""
+        """Record a rejected/failed experiment; the run branch stays at its parent."""
         fault("resetting")
-        self.ws.reset_to(row["parent_commit"])
         recorded = self._record(row)
         if raise_after:
             raise Interrupted
         return recorded
 
     def _finish(self, row: dict, keep: bool) -> dict:
-        """Apply a decision to git (idempotent, so a resumed run can repeat it) and record it."""
+        """Apply a decision to git (idempotent, so a resumed run can repeat it) and record it.
+
+        A keep moves the run branch from the parent to the commit, compare-and-swap: a branch
+        someone else moved stops the run (the decision stays pending, so nothing is lost)."""
         fault("resetting")
-        target_commit = row["commit"] if keep else row["parent_commit"]
-        if self.ws.head() != target_commit:
-            self.ws.reset_to(target_commit)
+        if keep and self.ws.branch_commit(self.branch) != row["commit"]:
+            try:
+                self.ws.move_branch(self.branch, row["commit"], row["parent_commit"])
+            except BranchMoved as moved:
+                raise StopRun(str(moved)) from None
+        if keep:
+            self.head = row["commit"]
         return self._record(row)
 
     def _record(self, row: dict) -> dict:
@@ -527,13 +586,21 @@ class Engine:
 
     # ---- brief, display, signals
 
-    def brief(self, seed: int) -> Brief:
-        tracked = self.ws.tracked_files()
+    def preview_brief(self, seed: int) -> str:
+        """The brief's text for the next experiment, from a throwaway checkout of the incumbent."""
+        head = self.ws.branch_commit(self.branch) or self.ws.head()
+        with self.checkouts.measurement(head) as checkout:
+            return self.brief(seed, checkout.root, self.ws.files_at(head)).text
+
+    def brief(self, seed: int, root: Path | None = None, tracked: list[str] | None = None) -> Brief:
+        """The agent's brief, on the draft checkout unless ``root`` (and its ``tracked`` files)."""
+        root = root or self.draft.root
+        tracked = tracked if tracked is not None else self.draft.tracked_files()
         s = self.options.brief
         incumbent = self.history.incumbent(self.tag)
         failures = self.history.recent(self.tag, 1, statuses.SHOWN_FAILURES)
         values = brief_values(
-            self.ws.root,
+            root,
             self.target,
             tracked,
             self.history.recent(self.tag, s.history),
@@ -546,8 +613,8 @@ class Engine:
         )
         last = self.history.recent(self.tag, 1)
         return Brief(
-            text=render(program_text(self.ws.root, self.target), values),
-            root=self.ws.root,
+            text=render(program_text(root, self.target), values),
+            root=root,
             editable=editable_paths(self.target, tracked),
             protected=[p for p in tracked if checks.matches(p, self.target.protected)],
             descriptions=self._descriptions(),

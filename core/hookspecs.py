@@ -29,9 +29,10 @@ def register_commands(cli):
 
 
 @hookspec
-def experiment_finished(run, experiment):
+def experiment_finished(run, experiment, workspace):
     """Observe a finished experiment (notifications, exporters).
 
-    ``run`` is the ledger row of the run, ``experiment`` the ledger row just written (dicts).
+    ``run`` is the ledger row of the run, ``experiment`` the ledger row just written (dicts),
+    ``workspace`` the workspace's root folder (a ``Path``; its log paths are relative to it).
     Called after the row is committed; an observer cannot change the decision.
     """

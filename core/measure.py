@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import ctypes
 import math
 import os
 import re
 import resource
-import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .processes import TreeUsage, die_with_parent, kill_group, tree_rss_bytes
+from .sandbox import Sandbox, available
 from .target import Measurement
 
 SECRET_ENV = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
@@ -23,7 +24,6 @@ INTEGER = re.compile(r"[+-]?[0-9]+")
 FLOAT = re.compile(
     r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE
 )
-GRACE_SECONDS = 5.0
 POLL_SECONDS = 0.05
 LOG_FULL = "log file size limit reached (disk full?)"
 
@@ -37,11 +37,13 @@ class RunResult:
     """How one evaluator process ended. ``status``: ok, crash, timeout, interrupted."""
 
     status: str
-    returncode: int | None
-    seconds: float
+    exit_code: int | None  # negative: killed by that signal
+    seconds: float  # wall-clock, measured by the harness
     log_path: Path
     reason: str | None = None
     span: tuple[int, int] = (0, 0)  # where this command's output lies in the (shared) log
+    cpu_seconds: float = 0.0  # user + system time of the whole process tree, measured by the harness
+    peak_memory_bytes: int = 0  # largest resident memory of the process tree seen
 
     def output(self) -> str:
         """Everything this command wrote (other runs in the same log excluded)."""
@@ -51,6 +53,13 @@ class RunResult:
 
     def tail(self, lines: int = 40) -> str:
         return log_tail(self.log_path, lines)
+
+    def last_line(self) -> str:
+        """The last non-blank line this command printed."""
+        with open(self.log_path, "rb") as log:
+            log.seek(max(self.span[0], self.span[1] - 4096))
+            lines = log.read(self.span[1] - log.tell()).decode("utf-8", errors="replace").splitlines()
+        return next((line.strip() for line in reversed(lines) if line.strip()), "")
 
 
 def log_tail(path: Path | str | None, lines: int = 40, max_bytes: int = 64_000) -> str:
@@ -108,13 +117,14 @@ def read_metric(text: str, metric: str) -> tuple[float, dict]:
 
 def measurement(result: RunResult, metric: str) -> Measurement:
     """The Measurement of an evaluator run: its failure, or the metric read from its summary."""
+    ended = {"seconds": result.seconds, "exit_code": result.exit_code}
     if result.status != "ok":
-        return Measurement(result.status, reason=result.reason, seconds=result.seconds)
+        return Measurement(result.status, reason=result.reason, **ended)
     try:
         value, extras = read_metric(result.output(), metric)
     except SummaryError as error:
-        return Measurement("crash", reason=str(error), seconds=result.seconds)
-    return Measurement("ok", value, extras, seconds=result.seconds)
+        return Measurement("crash", reason=str(error), **ended)
+    return Measurement("ok", value, extras, **ended)
 
 
 def clean_env(passthrough: list[str], extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -125,81 +135,85 @@ def clean_env(passthrough: list[str], extra: dict[str, str] | None = None) -> di
     return env
 
 
-def network_isolation_prefix() -> list[str]:
-    """``unshare`` arguments that run a command without network; raises where impossible."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        raise OSError("--no-network needs the 'unshare' command (util-linux); install it")
-    probe = subprocess.run([unshare, "--net", "--map-root-user", "true"], capture_output=True)
-    if probe.returncode != 0:
-        probe = subprocess.run([unshare, "--net", "true"], capture_output=True)
-        if probe.returncode != 0:
-            raise OSError(
-                "--no-network needs network namespaces, which this system refuses "
-                f"({probe.stderr.decode().strip() or 'unshare failed'}); run without it"
-            )
-        return [unshare, "--net"]
-    return [unshare, "--net", "--map-root-user"]
+@dataclass
+class Usage:
+    """What the harness measured of one evaluation's commands together."""
+
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    peak_memory_bytes: int = 0
+
+    def add(self, result: RunResult) -> None:
+        self.seconds += result.seconds
+        self.cpu_seconds += result.cpu_seconds
+        self.peak_memory_bytes = max(self.peak_memory_bytes, result.peak_memory_bytes)
 
 
-def _die_with_parent():
-    """In the child: SIGKILL it when the harness dies (Linux), so no evaluator outlives a kill -9."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+@dataclass
+class Evaluation:
+    """One measurement of one commit, as a target's ``evaluate`` gets it.
+
+    ``root`` is a fresh checkout of exactly the commit's tracked files and ``scratch`` a folder
+    shared by the evaluation's commands; both are writable, both are removed afterwards, and
+    nothing else is writable to the commands. ``run`` runs a command there under the runner,
+    inside the sandbox, with the budget plus the target's overhead as its default deadline.
+    """
+
+    root: Path
+    scratch: Path
+    budget: float
+    seed: int | None
+    log_path: Path
+    runner: Runner
+    overhead: float = 0.0
+    secrets: tuple[Path, ...] = ()  # hidden from every command not run with secrets=True
+    network: bool = False
+    usage: Usage = field(default_factory=Usage)
+
+    def run(
+        self,
+        command: str | list[str],
+        *,
+        deadline: float | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        secrets: bool = False,
+    ) -> RunResult:
+        """Run ``command`` (a shell string or an argv list) in the checkout; output goes to the log."""
+        sandbox = Sandbox(
+            writable=(self.root, self.scratch),
+            hidden=() if secrets else self.secrets,
+            network=self.network,
+        )
+        env = {"TMPDIR": str(self.scratch / "tmp"), **(env or {})}
+        if deadline is None:
+            deadline = self.budget + self.overhead
+        result = self.runner.run(command, cwd or self.root, self.log_path, deadline, env, sandbox)
+        self.usage.add(result)
+        return result
 
 
-def _proc_stat(pid: str) -> list[str] | None:
-    """Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, ...]."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def _group_members(pgid: int) -> list[list[str]]:
-    """Stat fields of every live (non-zombie) process in a process group (Linux /proc)."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            fields = _proc_stat(entry.name)
-            if fields and fields[2] == str(pgid) and fields[0] != "Z":
-                members.append(fields)
-    return members
-
-
-def group_rss_bytes(pgid: int) -> int:
-    """Resident memory of every process in a process group."""
-    page = os.sysconf("SC_PAGE_SIZE")
-    return sum(int(fields[21]) * page for fields in _group_members(pgid))
-
-
-def group_alive(pgid: int) -> bool:
-    return bool(_group_members(pgid))
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie."""
-    fields = _proc_stat(str(pid))
-    return fields is not None and fields[0] != "Z"
-
-
-def kill_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
-    """TERM, then after ``grace`` seconds KILL, a whole process group."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and group_alive(pgid):
-        time.sleep(POLL_SECONDS)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def evaluate_tree(
+    target, root: Path, log_path: Path, budget: float | None = None, seed: int | None = None
+) -> tuple[Measurement, Usage]:
+    """Measure the files in ``root`` as they are, sandboxed (``check``, tests); a run measures
+    commits instead, each in a clean checkout (see ``engine.py``)."""
+    with tempfile.TemporaryDirectory(prefix="autoresearch-scratch-") as scratch:
+        (Path(scratch) / "tmp").mkdir()
+        evaluation = Evaluation(
+            root=Path(root),
+            scratch=Path(scratch),
+            budget=target.budget if budget is None else budget,
+            seed=seed,
+            log_path=log_path,
+            runner=Runner(env_passthrough=target.env_passthrough),
+            overhead=target.overhead,
+            secrets=tuple(target.secret_paths()),
+            network=target.network,
+        )
+        measurement = target.evaluate(evaluation)
+    measurement.log_path = str(log_path)
+    return measurement, evaluation.usage
 
 
 class Runner:
@@ -213,13 +227,11 @@ class Runner:
         self,
         memory_limit_mb: float | None = None,
         log_limit_mb: float | None = None,
-        no_network: bool = False,
         env_passthrough: list[str] | None = None,
         on_start=None,
     ):
         self.memory_limit = memory_limit_mb * 2**20 if memory_limit_mb else None
         self.log_limit = int(log_limit_mb * 2**20) if log_limit_mb else None
-        self.prefix = network_isolation_prefix() if no_network else []
         self.env_passthrough = list(env_passthrough or [])
         self.on_start = on_start
         self.interrupted = threading.Event()
@@ -228,9 +240,12 @@ class Runner:
         self.interrupted.set()
 
     def _limits(self):
-        _die_with_parent()
         if self.log_limit:
             resource.setrlimit(resource.RLIMIT_FSIZE, (self.log_limit, self.log_limit))
+
+    def _unsandboxed_limits(self):
+        die_with_parent()
+        self._limits()
 
     def run(
         self,
@@ -239,37 +254,49 @@ class Runner:
         log_path: Path,
         deadline: float,
         env: dict[str, str] | None = None,
+        sandbox: Sandbox | None = None,
     ) -> RunResult:
-        """Run ``command`` (a shell string or argv) with output appended to ``log_path``."""
+        """Run ``command`` (a shell string or argv) with output appended to ``log_path``.
+
+        Wall time, CPU time of the whole process tree and its peak memory are measured here, by
+        the harness, whatever the command reports; ``sandbox`` confines it (see ``sandbox.py``).
+        """
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        sandboxed = sandbox is not None and available()
+        if sandboxed:
+            argv = sandbox.wrap(argv, Path(cwd))
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        cpu_before = _children_cpu()
         started = time.monotonic()
         with open(log_path, "ab") as log:
             offset = log.tell()
             proc = subprocess.Popen(
-                self.prefix + argv,
+                argv,
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=clean_env(self.env_passthrough, env),
                 start_new_session=True,
-                preexec_fn=self._limits,
+                preexec_fn=self._limits if sandboxed else self._unsandboxed_limits,
             )
         if self.on_start:
             self.on_start(proc.pid)
         try:
-            status, reason = self._watch(proc, started + deadline)
+            with TreeUsage(proc.pid) as usage:
+                status, reason = self._watch(proc, started + deadline)
         finally:
             if self.on_start:
                 self.on_start(None)
         seconds = time.monotonic() - started
+        cpu = max(usage.cpu_seconds, _children_cpu() - cpu_before)  # rusage: exact where no sandbox
+        result = RunResult(status, proc.returncode, seconds, log_path, reason, (offset, 0), cpu, usage.peak)
+        result.span = (offset, log_path.stat().st_size)
         if status == "ok" and proc.returncode != 0:
-            status, reason = "crash", _exit_reason(proc.returncode)
-        span = (offset, log_path.stat().st_size)
-        if status == "crash" and self.log_limit and span[1] >= self.log_limit:
-            reason = LOG_FULL  # Python ignores SIGXFSZ: the write fails and it exits 1
-        return RunResult(status, proc.returncode, seconds, log_path, reason, span)
+            result.status, result.reason = "crash", _exit_reason(proc.returncode, result.last_line())
+        if result.status == "crash" and self.log_limit and result.span[1] >= self.log_limit:
+            result.reason = LOG_FULL  # Python ignores SIGXFSZ: the write fails and it exits 1
+        return result
 
     def _watch(self, proc: subprocess.Popen, deadline: float) -> tuple[str, str | None]:
         checked_memory = 0.0
@@ -281,7 +308,7 @@ class Runner:
                 return self._stop(proc, "timeout", "ran past the budget plus overhead")
             if self.memory_limit and now - checked_memory > 0.5:
                 checked_memory = now
-                rss = group_rss_bytes(proc.pid)
+                rss = tree_rss_bytes(proc.pid)
                 if rss > self.memory_limit:
                     limit_mb = self.memory_limit / 2**20
                     return self._stop(proc, "crash", f"memory {rss / 2**20:.0f} MB > {limit_mb:.0f}")
@@ -295,12 +322,21 @@ class Runner:
         return status, reason
 
 
-def _exit_reason(returncode: int) -> str:
+def _children_cpu() -> float:
+    """User + system seconds of every waited-for descendant of this process (the harness)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _exit_reason(returncode: int, last_line: str) -> str:
+    """How a command ended, and the last line it printed (a traceback's last line says why)."""
     if returncode < 0:
         name = signal.Signals(-returncode).name
         if name == "SIGXFSZ":
             return LOG_FULL
-        return f"killed by {name}"
-    if returncode - 128 in signal.valid_signals():  # a shell reports its child's signal N as 128+N
-        return f"killed by {signal.Signals(returncode - 128).name} (exit code {returncode})"
-    return f"exit code {returncode}"
+        ended = f"killed by {name}"
+    elif returncode - 128 in signal.valid_signals():  # a shell reports its child's signal N as 128+N
+        ended = f"killed by {signal.Signals(returncode - 128).name} (exit code {returncode})"
+    else:
+        ended = f"exit code {returncode}"
+    return f"{ended}: {last_line[:200]}" if last_line else ended

@@ -7,6 +7,7 @@ import importlib.metadata
 import os
 import sys
 from functools import cache
+from pathlib import Path
 
 import pluggy
 
@@ -104,7 +105,7 @@ def agents() -> dict:
     return _collect(get_manager().hook.register_agents, "agent")
 
 
-def experiment_finished(run: dict, experiment: dict, warn) -> None:
+def experiment_finished(run: dict, experiment: dict, warn, workspace: Path | None = None) -> None:
     """Call every ``experiment_finished`` observer on its own: one that raises is reported with
     ``warn`` (one line) and neither ends the run nor keeps the others from being called."""
     pm = get_manager()
@@ -112,7 +113,7 @@ def experiment_finished(run: dict, experiment: dict, warn) -> None:
     for plugin in plugins:
         alone = pm.subset_hook_caller("experiment_finished", [p for p in plugins if p is not plugin])
         try:
-            alone(run=run, experiment=experiment)
+            alone(run=run, experiment=experiment, workspace=workspace)
         except Exception as error:
             name = pm.get_name(plugin)
             warn(f"plugin {name}: experiment_finished failed ({type(error).__name__}: {error}); going on")

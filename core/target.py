@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from .measure import Runner
+    from .measure import Evaluation
 
 
 class ConfigError(ValueError):
@@ -45,6 +45,7 @@ class Measurement:
     reason: str | None = None
     seconds: float = 0.0
     log_path: str | None = None
+    exit_code: int | None = None  # the last command's: tells a wrong answer (1) from a crash (-11)
 
     @property
     def ok(self) -> bool:
@@ -63,6 +64,7 @@ class Target(ABC):
     template: ClassVar[str] = "default.md"  # program template under program_templates/
     objective: ClassVar[str] = "Improve the metric."
     in_place: ClassVar[bool] = False  # works in the user's existing repo instead of a new ./NAME
+    network: ClassVar[bool] = False  # whether its evaluator needs the network (off in the sandbox)
 
     def __init__(
         self,
@@ -101,6 +103,16 @@ class Target(ABC):
         """Write the target's files into ``root`` (a new or existing repo); return its config."""
         return cls.default_config(options)
 
+    def secret_paths(self) -> list[Path]:
+        """Files or folders (e.g. a validation split) that an evaluator's commands must not see,
+        except those the target runs with ``evaluation.run(..., secrets=True)``."""
+        return []
+
+    def cache_files(self) -> list[Path]:
+        """Files in the target's data cache that the metric depends on. They are hashed when
+        ``prepare`` has run and checked before every measurement; a change stops the run."""
+        return []
+
     def prepare(self, root: Path | None, echo=print) -> None:
         """One-time set-up before the first measurement (data, tokenizer, ...). Idempotent.
 
@@ -108,10 +120,10 @@ class Target(ABC):
         """
 
     @abstractmethod
-    def evaluate(
-        self, root: Path, runner: Runner, budget: float, seed: int | None, log_path: Path
-    ) -> Measurement:
-        """Measure the working tree at ``root`` under ``budget`` seconds using ``runner``.
+    def evaluate(self, evaluation: Evaluation) -> Measurement:
+        """Measure the clean checkout at ``evaluation.root`` under ``evaluation.budget`` seconds.
 
-        Output goes to ``log_path``; ``seed`` is harness-chosen when ``takes_seed`` (else None).
+        Run commands with ``evaluation.run(argv_or_shell_string)``: in the checkout, sandboxed,
+        output to the experiment's log, deadline ``budget + overhead`` unless given.
+        ``evaluation.seed`` is harness-chosen when ``takes_seed`` (else None).
         """

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import io
 import os
-import socket
+import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 import git
 from wcmatch.glob import DOTGLOB, GLOBSTAR, globmatch
-
-from .measure import pid_alive
 
 STATE_DIR = ".autoresearch"
 CONFIG_FILE = "autoresearch.yaml"
@@ -26,6 +26,18 @@ FALLBACK_IDENTITY = {
 
 class WorkspaceError(Exception):
     """A problem with the user's repository that the user must fix (one line, says how)."""
+
+
+class BranchMoved(WorkspaceError):
+    """A branch was not where the run left it: someone else moved it; nothing was rewritten."""
+
+    def __init__(self, name: str, at: str | None, expected: str | None):
+        super().__init__(
+            f"branch {name} is at {at[:12] if at else 'nothing'}, not at "
+            f"{expected[:12] if expected else 'nothing'} where this run left it: a commit or reset not "
+            f"made by the run. Nothing was rewritten; to go on, move it back "
+            f"(git branch -f {name} {expected[:12] if expected else ''}) or start a new --tag"
+        )
 
 
 def find_root(start: Path) -> Path | None:
@@ -101,6 +113,10 @@ class Workspace:
         if not (reader.has_option("user", "name") and reader.has_option("user", "email")):
             self.repo.git.update_environment(**FALLBACK_IDENTITY)
 
+    def close(self) -> None:
+        """End GitPython's helper processes (``git cat-file``) for this checkout."""
+        self.repo.close()
+
     def ensure_state_dir(self) -> Path:
         """``.autoresearch/`` with a ``.gitignore`` of ``*``, so none of it is ever committed."""
         self.state_dir.mkdir(exist_ok=True)
@@ -122,6 +138,24 @@ class Workspace:
 
     def tracked_files(self) -> list[str]:
         return _paths(self.repo.git.ls_files("-z"))
+
+    def files_at(self, commit: str) -> list[str]:
+        """The paths a commit holds."""
+        return [path for path in self.repo.git.ls_tree("-r", "-z", "--name-only", commit).split("\0") if path]
+
+    def blob_sha(self, commit: str, path: str) -> str | None:
+        """The git object id of ``path`` in ``commit`` (None where it has no such file)."""
+        try:
+            return self.repo.commit(commit).tree[path].hexsha
+        except KeyError:
+            return None
+
+    def branch_commit(self, name: str) -> str | None:
+        """Where branch ``name`` points, or None if there is no such branch."""
+        try:
+            return self.repo.git.rev_parse("--verify", "-q", f"refs/heads/{name}^{{commit}}")
+        except git.GitCommandError:
+            return None
 
     def dirty_paths(self) -> list[str]:
         """Tracked paths modified in the working tree or the index (untracked files ignored)."""
@@ -160,10 +194,6 @@ class Workspace:
             self.repo.git.add("--", *paths, env=env)
             return self.repo.git.write_tree(env=env)
 
-    def file_sha(self, path: str) -> str | None:
-        full = self.root / path
-        return hashlib.sha256(full.read_bytes()).hexdigest() if full.is_file() else None
-
     # ---- writing
 
     def commit_files(self, message: str, paths: list[str] | None = None) -> str:
@@ -176,19 +206,43 @@ class Workspace:
         self.repo.git.commit("-m", message, "--no-verify", "--allow-empty")
         return self.head()
 
-    def start_branch(self, name: str) -> bool:
-        """Check out ``name``, creating it at HEAD if new. Returns True when it was created."""
-        created = name not in self.repo.heads
-        if created:
-            self.repo.create_head(name)
-        if self.branch() != name:
-            self.repo.heads[name].checkout()
-        return created
+    def move_branch(self, name: str, new: str, old: str | None) -> None:
+        """Point branch ``name`` at ``new`` only if it is still at ``old`` (None: does not exist yet).
 
-    def reset_to(self, commit: str) -> None:
-        """Point the checked-out run branch and its tree at ``commit`` (untracked files stay)."""
-        self.clear_stale_lock()
-        self.repo.git.reset("--hard", commit)
+        A compare-and-swap: a commit someone else made on the branch is never overwritten.
+        """
+        try:
+            self.repo.git.update_ref(f"refs/heads/{name}", new, old or "")
+        except git.GitCommandError:
+            raise BranchMoved(name, self.branch_commit(name), old) from None
+
+    def reset_clean(self, commit: str) -> None:
+        """Detach HEAD at ``commit`` with exactly its files: untracked and ignored ones removed.
+
+        Only for the harness's own checkouts (the draft), never the user's.
+        """
+        self.clear_stale_lock(force=True)
+        self.repo.git.checkout("--detach", "--force", commit)
+        self.repo.git.clean("-ffdxq", "--exclude", f"/{STATE_DIR}/")
+
+    def add_worktree(self, path: Path, commit: str) -> None:
+        """A second checkout of this repository at ``path``, detached at ``commit``."""
+        self.repo.git.worktree("add", "--detach", "--force", str(path), commit)
+
+    def remove_worktrees_under(self, folder: Path) -> None:
+        """Forget every worktree of this repository inside ``folder`` (gone or not); others stay."""
+        for line in self.repo.git.worktree("list", "--porcelain").splitlines():
+            path = Path(line.removeprefix("worktree ")) if line.startswith("worktree ") else None
+            if path is not None and path.is_relative_to(folder):
+                self.repo.git.worktree("remove", "--force", str(path))
+
+    def extract(self, commit: str, dest: Path) -> None:
+        """Write exactly ``commit``'s tracked files into ``dest`` (git archive)."""
+        archive = io.BytesIO()
+        self.repo.archive(archive, treeish=commit, format="tar")
+        archive.seek(0)
+        with tarfile.open(fileobj=archive) as tar:
+            tar.extractall(dest, filter="tar")
 
     def keep_ref(self, ref: str, commit: str) -> None:
         self.repo.git.update_ref(ref, commit)
@@ -209,37 +263,44 @@ def _paths(nul_separated: str) -> list[str]:
 
 
 class RunLock:
-    """``.autoresearch/run.lock``: one ``run`` per workspace; a dead holder's lock is taken over."""
+    """``.autoresearch/run.lock``: one ``run`` per workspace, an OS file lock held while it goes on.
+
+    The kernel releases the lock when its process dies, however it dies, so a live run's lock is
+    never taken over and a dead one's never blocks. The file holds the pid for the message.
+    """
 
     def __init__(self, state_dir: Path):
         self.path = state_dir / "run.lock"
-
-    def holder(self) -> tuple[int, str] | None:
-        try:
-            pid, host = self.path.read_text().split()[:2]
-            return int(pid), host
-        except (OSError, ValueError):
-            return None
+        self.file = None
 
     def acquire(self) -> None:
-        for _ in range(3):
+        while True:
+            file = open(self.path, "a+")
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                holder = self.holder()
-                if holder and pid_alive(holder[0]) and holder[1] == socket.gethostname():
-                    raise WorkspaceError(
-                        f"another 'autoresearch run' (pid {holder[0]}) is using this workspace; "
-                        f"stop it first (kill {holder[0]})"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()} {socket.gethostname()}\n")
-            return
-        raise WorkspaceError(f"could not take {self.path}; remove it if no run is going")
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                file.seek(0)
+                holder = file.read().strip() or "unknown"
+                file.close()
+                raise WorkspaceError(
+                    f"another 'autoresearch run' (pid {holder}) is using this workspace; "
+                    f"stop it first (kill {holder})"
+                ) from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(file.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # not a file that a releasing run unlinked meanwhile
+                break
+            file.close()
+        file.seek(0)
+        file.truncate()
+        file.write(f"{os.getpid()}\n")
+        file.flush()
+        self.file = file
 
     def release(self) -> None:
-        holder = self.holder()
-        if holder and holder[0] == os.getpid():
+        if self.file is not None:
             self.path.unlink(missing_ok=True)
+            self.file.close()
+            self.file = None

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,25 @@ def command_workspace(root: Path, evaluate: str, budget: int = 20, **extra_files
     return root
 
 
+def waiting_workspace(tmp_path: Path, monkeypatch, evaluate: str) -> Path:
+    """A command workspace, as the current directory, whose evaluator can wait while ``.slow``
+    exists: it finds the workspace (read-only from its own checkout) in ``$TEST_WORKSPACE``."""
+    root = command_workspace(tmp_path / "ws", evaluate, budget=60, **{".gitignore": ".slow\n"})
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("TEST_WORKSPACE", str(root))
+    return root
+
+
+@contextmanager
+def plugin_registered(plugin, name: str):
+    pm = registry.get_manager()
+    pm.register(plugin, name)
+    try:
+        yield
+    finally:
+        pm.unregister(plugin)
+
+
 @pytest.fixture
 def toy(tmp_path, monkeypatch) -> Path:
     """The toy command-target workspace, as the current directory."""
@@ -138,9 +158,6 @@ class ScriptedPlugin:
 @pytest.fixture
 def scripted():
     """Registers ScriptedAgent; returns its queue to fill."""
-    pm = registry.get_manager()
-    plugin = ScriptedPlugin()
-    pm.register(plugin, "scripted")
     ScriptedAgent.queue = []
-    yield ScriptedAgent.queue
-    pm.unregister(plugin)
+    with plugin_registered(ScriptedPlugin(), "scripted"):
+        yield ScriptedAgent.queue

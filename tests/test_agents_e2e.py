@@ -122,7 +122,7 @@ def test_openai_agent_runs_the_loop(toy):
 
     def reply(request):
         x = round(3.0 - 0.2 * next(steps), 2)
-        current = (toy / "model.py").read_text().splitlines()[0]
+        current = (toy / ".autoresearch/checkouts/draft/model.py").read_text().splitlines()[0]
         text = f"DESCRIPTION: move X to {x}\n\n" + edit("model.py", current + "\n", f"X = {x}\n")
         return completion(text, prompt_tokens=300, completion_tokens=60)(request)
 

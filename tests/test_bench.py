@@ -25,6 +25,7 @@ def test_overhead_bench_reports_every_ledger_size():
     assert set(result["sizes"]) == {"10", "1000", "10000"}
     assert all(size["median_s"] > 0 for size in result["sizes"].values())
     assert result["ratio_10000_vs_10"] > 0
+    assert isinstance(result["isolation_s"], float)  # what a clean checkout + the sandbox add
 
 
 def test_brief_size_bench_stays_flat():

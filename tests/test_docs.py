@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from autoresearch import Brief, Proposal, hookspecs, registry
+from autoresearch.cli import cli
 from autoresearch.history import History
-from autoresearch.measure import Runner
+from autoresearch.measure import evaluate_tree
 
 from conftest import git
 
@@ -76,8 +77,17 @@ def exercise_register_targets(plugin, tmp_path, capsys):
         (target_class,) = own(registry.targets(), plugin)
     (tmp_path / "README.md").write_text("three little words\n")
     target = target_class.from_config({"target": target_class.name}, tmp_path)
-    measurement = target.evaluate(tmp_path, Runner(), target.budget, None, tmp_path / "log")
+    measurement, _ = evaluate_tree(target, tmp_path, tmp_path / "log")
     assert (measurement.status, measurement.metric) == ("ok", 3.0)
+    # and it runs as the page says: autoresearch run word_count (a new workspace, its baseline)
+    with registered(plugin):
+        workspace = tmp_path / "word_count"
+        result = CliRunner().invoke(
+            cli, ["run", "word_count", "--workspace", str(workspace), "--tag", "t", "--max-experiments", "0"]
+        )
+        assert result.exit_code == 0, result.output
+        (baseline,) = History(workspace / ".autoresearch" / "history.db").experiments("t")
+    assert (baseline["status"], baseline["metric"]) == ("baseline", 12.0)
 
 
 def exercise_register_agents(plugin, tmp_path, capsys):
@@ -105,7 +115,7 @@ def exercise_experiment_finished(plugin, tmp_path, capsys):
     with registered(plugin) as pm:
         for number, status, metric in [(0, "baseline", 12.0), (1, "keep", 9.0), (2, "discard", 10.0)]:
             experiment = history.record({"run": "t", "number": number, "status": status, "metric": metric})
-            pm.hook.experiment_finished(run=run, experiment=experiment)
+            pm.hook.experiment_finished(run=run, experiment=experiment, workspace=tmp_path)
     assert capsys.readouterr().out == "t: experiment 1 kept, metric 9\n"
 
 

@@ -27,8 +27,10 @@ def test_mutate_run_keeps_only_improvements(toy):
     for before, after in zip(kept, kept[1:], strict=False):
         assert after["metric"] < before["metric"]
     best = min(kept, key=lambda r: r["metric"])
-    assert git(toy, "rev-parse", "HEAD") == best["commit"]
-    assert git(toy, "rev-parse", "--abbrev-ref", "HEAD") == "autoresearch/t"
+    assert git(toy, "rev-parse", "autoresearch/t") == best["commit"]
+    # the user's checkout was never touched: still on main, at the commit the run started from
+    assert git(toy, "rev-parse", "--abbrev-ref", "HEAD") == "main"
+    assert git(toy, "rev-parse", "HEAD") == experiments[0]["commit"]
     # every attempt stays reachable
     for row in experiments[1:]:
         if row["commit"]:
@@ -55,9 +57,9 @@ def test_invalid_changes_are_rejected_and_the_loop_goes_on(toy, scripted):
     assert got[4][0] == "invalid" and "syntax error in model.py" in got[4][1]
     assert got[5][0] == "keep"
     assert got[6] == ("invalid", "empty change: no editable file was modified")  # equals incumbent now
-    assert (toy / "README.md").exists()  # untracked files are never deleted
-    assert "README.md" not in git(toy, "ls-files")
-    assert (toy / "evaluate.py").read_text().startswith("import os")
+    assert "README.md" not in git(toy, "ls-files", "--with-tree", "autoresearch/t")
+    assert git(toy, "show", "autoresearch/t:evaluate.py").startswith("import os")
+    assert git(toy, "status", "--porcelain") == ""  # the agent edits its own checkout, not the user's
 
 
 def test_repeated_diff_is_invalid(toy, scripted):
@@ -102,7 +104,7 @@ def test_crash_and_bad_metric_are_recorded_with_log_tail(toy, scripted):
     assert got[2]["status"] == "crash" and "not a finite number" in got[2]["reason"]
     assert got[3]["status"] == "crash" and "printed 2 times" in got[3]["reason"]
     assert all(r["metric"] is None for r in got[1:])
-    assert git(toy, "rev-parse", "HEAD") == got[0]["commit"]
+    assert git(toy, "rev-parse", "autoresearch/t") == got[0]["commit"]
 
 
 def test_timeout_kills_the_evaluator(toy, scripted, monkeypatch):
@@ -142,6 +144,7 @@ def test_dirty_tree_is_refused(toy):
     result = invoke("run", "--agent", "mutate", "--max-experiments", "1", "--tag", "t")
     assert result.exit_code == 1
     assert "uncommitted changes (model.py); commit or stash them first" in result.output
+    assert "a run starts from your last commit" in result.output
     assert (toy / "model.py").read_text().endswith("# mine\n")
 
 
@@ -283,9 +286,12 @@ def test_a_change_back_to_measured_code_is_a_repeat(toy, scripted):
 
 
 def test_a_failed_baseline_is_recorded_and_the_next_try_follows_it(tmp_path, monkeypatch):
-    evaluate = "import os, sys\nif os.path.exists('broken'):\n    sys.exit('evaluator broken')\n" + EVALUATE
+    # The evaluator runs in a checkout of the commit: it looks for 'broken' in the user's workspace.
+    broken = "os.path.join(os.environ['TEST_WORKSPACE'], 'broken')"
+    evaluate = f"import os, sys\nif os.path.exists({broken}):\n    sys.exit('evaluator broken')\n" + EVALUATE
     root = command_workspace(tmp_path / "w", evaluate, **{".gitignore": "broken\n"})
     monkeypatch.chdir(root)
+    monkeypatch.setenv("TEST_WORKSPACE", str(root))
     (root / "broken").write_text("")
     result = invoke("run", "--agent", "mutate", "--tag", "t")
     assert result.exit_code == 1 and "the baseline failed (crash: exit code 1" in result.output

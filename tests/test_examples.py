@@ -47,8 +47,8 @@ def test_mutate_makes_perf_example_faster(tmp_path):
     assert baseline["status"] == "baseline" and len(rows) == 6
     # the first step is always KARATSUBA_CUTOFF 1 -> 2 (its only neighbour): about twice as fast
     assert kept and kept[-1]["metric"] < 0.8 * baseline["metric"], result.output
-    assert git(workspace, "rev-parse", "HEAD") == kept[-1]["commit"]
-    assert "KARATSUBA_CUTOFF = 1 " not in (workspace / "multiply.py").read_text()
+    assert git(workspace, "rev-parse", "autoresearch/t") == kept[-1]["commit"]
+    assert "KARATSUBA_CUTOFF = 1 " not in git(workspace, "show", "autoresearch/t:multiply.py")
 
 
 FAST_BUT_WRONG = """\
@@ -67,8 +67,8 @@ def test_a_wrong_answer_is_invalid_and_never_kept(tmp_path, monkeypatch, scripte
     baseline, wrong = ledger_rows(workspace)
     assert wrong["status"] == "invalid" and wrong["metric"] is None
     assert wrong["reason"].startswith("correctness tests failed: FAIL: test_"), wrong["reason"]
-    assert git(workspace, "rev-parse", "HEAD") == baseline["commit"]
-    assert "def karatsuba" in (workspace / "multiply.py").read_text()
+    assert git(workspace, "rev-parse", "autoresearch/t") == baseline["commit"]
+    assert "def karatsuba" in git(workspace, "show", "autoresearch/t:multiply.py")
 
 
 # ---- prompt_example

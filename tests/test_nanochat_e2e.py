@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoresearch.measure import Runner
+from autoresearch.measure import evaluate_tree
 from autoresearch.plugins.nanochat_bpb import NanochatBpb
 
 from nanochat_support import write_corpus
@@ -50,7 +50,7 @@ def test_cpu_preset_learns_in_a_short_budget(tmp_path):
     target.prepare(root, echo=lines.append)
     assert any("tokenizer: vocab 4096" in line for line in lines) and lines[-1] == "ready"
 
-    measurement = target.evaluate(root, Runner(), 30, 1, tmp_path / "run.log")
+    measurement, _ = evaluate_tree(target, root, tmp_path / "run.log", 30, 1)
     assert measurement.ok, (measurement.reason, (tmp_path / "run.log").read_text()[-3000:])
     assert math.isfinite(measurement.metric)
     assert measurement.metric < 0.85 * uniform_bpb(root)

@@ -123,8 +123,8 @@ def test_register_commands_and_experiment_finished_hooks(toy):
                 print("hello from a plugin")
 
         @hookimpl
-        def experiment_finished(self, run, experiment):
-            seen.append((run["tag"], experiment["number"], experiment["status"]))
+        def experiment_finished(self, run, experiment, workspace):
+            seen.append((run["tag"], experiment["number"], experiment["status"], workspace))
 
     pm = registry.get_manager()
     plugin = Observer()
@@ -139,7 +139,8 @@ def test_register_commands_and_experiment_finished_hooks(toy):
         pm.unregister(plugin)
         cli.commands.pop("hello", None)
         cli.plugins_loaded = False
-    assert seen[0] == ("t", 0, "baseline") and [s[1] for s in seen] == [0, 1, 2]
+    assert seen[0][:3] == ("t", 0, "baseline") and [s[1] for s in seen] == [0, 1, 2]
+    assert all(s[3] == toy for s in seen)  # the workspace's root
 
 
 def test_a_failing_observer_neither_ends_the_run_nor_silences_the_others(toy):

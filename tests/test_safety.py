@@ -6,21 +6,21 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from autoresearch.history import History
-from autoresearch.measure import pid_alive
 
-from conftest import command_workspace, git, invoke
+from conftest import git, invoke, waiting_workspace
 
-# The evaluator starts a grandchild (to check that none is orphaned) and waits while a file exists.
+# The evaluator starts a grandchild (to check that none is orphaned; it names the workspace in its
+# arguments) and waits while a file in the user's workspace exists.
 EVALUATE = """\
 import os, subprocess, sys, time
 import model
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-with open(".pids", "a") as f:
-    f.write(f"{os.getpid()} {child.pid}\\n")
-while os.path.exists(".slow"):
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", os.environ["TEST_WORKSPACE"]])
+print("evaluating", flush=True)
+while os.path.exists(os.path.join(os.environ["TEST_WORKSPACE"], ".slow")):
     time.sleep(0.05)
 child.kill()
 print("---")
@@ -32,9 +32,7 @@ KILL_POINTS = ["propose", "edited", "committed", "measuring", "measured", "reset
 
 @pytest.fixture
 def ws(tmp_path, monkeypatch):
-    root = command_workspace(tmp_path / "ws", EVALUATE, budget=60, **{".gitignore": ".pids\n.slow\n"})
-    monkeypatch.chdir(root)
-    return root
+    return waiting_workspace(tmp_path, monkeypatch, EVALUATE)
 
 
 def start_run(root, *args, env=None):
@@ -61,9 +59,22 @@ def ledger(root):
     return History(root / ".autoresearch" / "history.db")
 
 
+def evaluations(root):
+    """How many evaluator runs have started (each prints one line to the run's logs)."""
+    logs = (root / ".autoresearch" / "logs" / "t").glob("*.log")
+    return sum(log.read_text().count("evaluating\n") for log in logs)
+
+
 def evaluator_pids(root):
-    path = root / ".pids"
-    return [int(p) for line in path.read_text().splitlines() for p in line.split()] if path.exists() else []
+    """Every live evaluator (running in one of the run's checkouts) and grandchild of one."""
+    checkouts = str(root / ".autoresearch" / "checkouts")
+    pids = []
+    for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if (proc.info["cwd"] or "").startswith(checkouts) or str(root) in (proc.info["cmdline"] or []):
+            pids.append(proc.pid)
+    return pids
 
 
 def assert_consistent(root):
@@ -71,10 +82,13 @@ def assert_consistent(root):
     rows = history.experiments("t")
     assert [r["number"] for r in rows] == list(range(len(rows))), "lost or duplicated rows"
     assert history.pending("t") is None
-    assert git(root, "rev-parse", "HEAD") == history.incumbent("t")["commit"]
+    assert git(root, "rev-parse", "autoresearch/t") == history.incumbent("t")["commit"]
     assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
-    assert git(root, "rev-parse", "--abbrev-ref", "HEAD") == "autoresearch/t"
-    assert not any(pid_alive(pid) for pid in evaluator_pids(root)), "orphaned evaluator"
+    assert git(root, "rev-parse", "--abbrev-ref", "HEAD") == "main"  # the user's checkout is theirs
+    assert not list((root / ".autoresearch" / "checkouts").glob("measure-*")), "checkouts left behind"
+    assert git(root, "worktree", "list").count("\n") == 1, "a stale worktree is still registered"
+    orphans = [(p, psutil.Process(p).cmdline(), psutil.Process(p).status()) for p in evaluator_pids(root)]
+    assert not orphans, orphans
     return rows
 
 
@@ -84,13 +98,15 @@ def test_kill_9_at_each_point_resumes_cleanly(ws, point):
     proc = start_run(ws, "--max-experiments", "3", env={"AUTORESEARCH_FAULT": point})
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, out
-    if point == "resetting":
-        (ws / ".git" / "index.lock").write_text("")  # what a git killed mid-reset leaves
+    draft_lock = ws / ".git" / "worktrees" / "draft" / "index.lock"
+    if point == "edited":
+        assert (ws / ".autoresearch" / "checkouts" / "draft").is_dir()
+        draft_lock.write_text("")  # what a git killed mid-commit in the draft leaves
     result = invoke("run", "--agent", "mutate", "--tag", "t", "--max-experiments", "2")
     assert result.exit_code == 0, result.output
     rows = assert_consistent(ws)
     assert len(rows) in (4, 5)  # baseline + 1 + (the recovered one) + 2
-    assert not (ws / ".git" / "index.lock").exists()
+    assert not draft_lock.exists()
 
 
 def test_limit_already_met_exits_zero(ws):
@@ -101,10 +117,10 @@ def test_limit_already_met_exits_zero(ws):
 
 def test_ctrl_c_during_measurement_records_interrupted(ws):
     invoke("run", "--agent", "mutate", "--tag", "t", "--max-experiments", "1")
-    before = len(evaluator_pids(ws))
+    before = evaluations(ws)
     (ws / ".slow").write_text("")
     proc = start_run(ws)
-    wait_for(lambda: len(evaluator_pids(ws)) > before)  # experiment 2 is being measured
+    wait_for(lambda: evaluations(ws) > before)  # experiment 2 is being measured
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out

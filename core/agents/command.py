@@ -25,7 +25,8 @@ from pathlib import Path
 
 from ..agent import Agent, AgentError, AgentOptions, Brief, FatalAgentError, Proposal
 from ..hookspecs import hookimpl
-from ..measure import GRACE_SECONDS, kill_group, log_tail
+from ..measure import log_tail
+from ..processes import GRACE_SECONDS, kill_group
 from .guard import changed_paths, restore, snapshot
 from .prompt import one_line
 from .reports import Report, parse_report

@@ -1,11 +1,12 @@
 """After a CLI agent ran in the workspace: undo its commits and its changes outside the editable
-files, using git (the workspace root is the repository root)."""
+files, using git through GitPython (the workspace root is the repository root)."""
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from git.cmd import Git
 
 from ..agent import AgentError
 
@@ -73,8 +74,9 @@ def restore(root: Path, before: Snapshot, editable: list[str]) -> tuple[list[str
 
 def git(root: Path, *args: str, check: bool = True) -> str:
     # Literal pathspecs: a file named "a*.py" must not revert every matching file.
-    argv = ["git", "--literal-pathspecs", *args]
-    done = subprocess.run(argv, cwd=root, capture_output=True, text=True)
-    if check and done.returncode != 0:
-        raise AgentError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout
+    status, out, err = Git(root).execute(
+        ["git", "--literal-pathspecs", *args], with_extended_output=True, with_exceptions=False
+    )
+    if check and status != 0:
+        raise AgentError(f"git {' '.join(args)} failed: {err.strip()}")
+    return out

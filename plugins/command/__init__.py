@@ -6,9 +6,9 @@ from pathlib import Path
 
 from autoresearch import ConfigError, Measurement, Metric, Target, hookimpl
 from autoresearch.config import reject_unknown_fields
-from autoresearch.measure import measurement
+from autoresearch.measure import Evaluation, measurement
 
-FIELDS = ("edit", "protect", "run", "metric", "direction", "budget", "overhead", "seed", "env")
+FIELDS = ("edit", "protect", "run", "metric", "direction", "budget", "overhead", "seed", "env", "network")
 
 
 def _globs(config: dict, key: str, required: bool) -> list[str]:
@@ -34,9 +34,10 @@ class CommandTarget(Target):
     description = "Any git repo: edit files matching globs, run a command, read 'metric: value' after '---'."
     in_place = True
 
-    def __init__(self, command: str, **kwargs):
+    def __init__(self, command: str, network: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.command = command
+        self.network = network  # the sandbox cuts the network unless autoresearch.yaml says so
 
     @classmethod
     def from_config(cls, config: dict, root: Path) -> CommandTarget:
@@ -50,8 +51,12 @@ class CommandTarget(Target):
         env = config.get("env") or []
         if not isinstance(env, list):
             raise ConfigError("autoresearch.yaml: field 'env' must be a list of variable names")
+        network = config.get("network", False)
+        if not isinstance(network, bool):
+            raise ConfigError("autoresearch.yaml: field 'network' must be true or false")
         return cls(
             command=command,
+            network=network,
             metric=Metric(metric, str(config.get("direction", "lower"))),
             editable=_globs(config, "edit", required=True),
             protected=_globs(config, "protect", required=False) + ["autoresearch.yaml"],
@@ -73,12 +78,11 @@ class CommandTarget(Target):
         }
         return {key: value for key, value in config.items() if value not in (None, [])}
 
-    def evaluate(self, root, runner, budget, seed, log_path) -> Measurement:
-        env = {"AUTORESEARCH_BUDGET": f"{budget:g}"}
-        if seed is not None:
-            env["AUTORESEARCH_SEED"] = str(seed)
-        result = runner.run(self.command, root, log_path, budget + self.overhead, env)
-        return measurement(result, self.metric.name)
+    def evaluate(self, evaluation: Evaluation) -> Measurement:
+        env = {"AUTORESEARCH_BUDGET": f"{evaluation.budget:g}"}
+        if evaluation.seed is not None:
+            env["AUTORESEARCH_SEED"] = str(evaluation.seed)
+        return measurement(evaluation.run(self.command, env=env), self.metric.name)
 
 
 @hookimpl

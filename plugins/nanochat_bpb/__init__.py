@@ -13,6 +13,7 @@ import importlib.resources
 import importlib.util
 import json
 import operator
+import os
 import re
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from functools import cache
 from pathlib import Path
 
 from autoresearch import ConfigError, Measurement, Metric, Target, hookimpl
-from autoresearch.measure import Runner, RunResult
+from autoresearch.measure import Evaluation, RunResult
 
 TEMPLATE_DIR = Path(__file__).parent / "template"
 DEVICES = ("auto", "cuda", "mps", "cpu")
@@ -387,53 +388,58 @@ class NanochatBpb(Target):
             if proc.wait() != 0:
                 raise ConfigError(f"prepare.py failed: {last}")
 
-    def evaluate(
-        self, root: Path, runner: Runner, budget: float, seed: int | None, log_path: Path
-    ) -> Measurement:
+    def evaluate(self, evaluation: Evaluation) -> Measurement:
         """Train (launcher process), then evaluate (evaluator process); the metric comes only
-        from the evaluator's result file, never from train.py's output."""
+        from the evaluator's result file, never from train.py's output. The validation split is
+        absent from the training command's sandbox (``secret_paths``)."""
         started = time.time()
+        seed = evaluation.seed
         env = {"AUTORESEARCH_SEED": str(42 if seed is None else seed), "PYTHONDONTWRITEBYTECODE": "1"}
-        with tempfile.TemporaryDirectory(prefix="nanochat_bpb-run-") as scratch:
-            run_dir = Path(scratch)
-            command = [
-                sys.executable,
-                "prepare.py",
-                "train",
-                "--budget",
-                repr(float(budget)),
-                "--run-dir",
-                str(run_dir),
-            ]
-            deadline = budget + self.config["startup_seconds"]
-            result = runner.run(command, Path(root), log_path, deadline, env)
-            if result.status != "ok":
-                return self.failure(result, "training", started)
-            command = [
-                sys.executable,
-                "prepare.py",
-                "eval",
-                "--run-dir",
-                str(run_dir),
-                "--started",
-                repr(started),
-            ]
-            result = runner.run(command, Path(root), log_path, self.config["eval_seconds"], env)
-            if result.status != "ok":
-                return self.failure(result, "evaluation", started)
-            try:
-                summary = json.loads((run_dir / "result.json").read_text())
-                val_bpb = float(summary.pop("val_bpb"))
-            except (OSError, ValueError, KeyError):
-                return Measurement(
-                    "crash",
-                    reason="the evaluator wrote no result",
-                    seconds=time.time() - started,
-                    log_path=str(log_path),
-                )
-        return Measurement(
-            "ok", metric=val_bpb, extras=summary, seconds=time.time() - started, log_path=str(log_path)
-        )
+        run_dir = evaluation.scratch / "run"
+        run_dir.mkdir()
+        command = [
+            sys.executable,
+            "prepare.py",
+            "train",
+            "--budget",
+            repr(float(evaluation.budget)),
+            "--run-dir",
+            str(run_dir),
+        ]
+        deadline = evaluation.budget + self.config["startup_seconds"]
+        result = evaluation.run(command, deadline=deadline, env=env)
+        if result.status != "ok":
+            return self.failure(result, "training", started)
+        command = [
+            sys.executable,
+            "prepare.py",
+            "eval",
+            "--run-dir",
+            str(run_dir),
+            "--started",
+            repr(started),
+        ]
+        result = evaluation.run(command, deadline=self.config["eval_seconds"], env=env, secrets=True)
+        if result.status != "ok":
+            return self.failure(result, "evaluation", started)
+        try:
+            summary = json.loads((run_dir / "result.json").read_text())
+            val_bpb = float(summary.pop("val_bpb"))
+        except (OSError, ValueError, KeyError):
+            return Measurement("crash", reason="the evaluator wrote no result", seconds=time.time() - started)
+        return Measurement("ok", metric=val_bpb, extras=summary, seconds=time.time() - started)
+
+    def corpus_dir(self) -> Path:
+        """The cache folder of this workspace's corpus (as prepare.py lays it out)."""
+        cache = os.environ.get("AUTORESEARCH_CACHE") or Path.home() / ".cache" / "autoresearch"
+        return Path(cache) / "nanochat_bpb" / self.config["corpus_id"]
+
+    def secret_paths(self) -> list[Path]:
+        return [self.corpus_dir() / "val"]
+
+    def cache_files(self) -> list[Path]:
+        tokenizer = self.corpus_dir() / f"tokenizer_v{self.config['settings']['VOCAB_SIZE']}"
+        return [tokenizer / "token_bytes.pt", tokenizer / "tokenizer.pkl"]
 
     def failure(self, result: RunResult, stage: str, started: float) -> Measurement:
         """A failed stage. The log's last line says what went wrong (the engine shows it)."""

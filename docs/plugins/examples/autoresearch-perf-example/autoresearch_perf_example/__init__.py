@@ -7,10 +7,11 @@ from importlib import resources
 from pathlib import Path
 
 from autoresearch import Measurement, Metric, Target, hookimpl
-from autoresearch.measure import Runner, measurement
+from autoresearch.measure import Evaluation, measurement
 
 WORKSPACE_FILES = ("multiply.py", "test_multiply.py", "benchmark.py")
 NO_BYTECODE = {"PYTHONDONTWRITEBYTECODE": "1"}  # no __pycache__ folders in the workspace
+UNTIMED_CPU_MS = 400  # the most an honest benchmark spends outside its timed runs (about 150 ms)
 
 
 class PerfExample(Target):
@@ -37,19 +38,35 @@ class PerfExample(Target):
             (root / name).write_text((template / name).read_text())
         return {}
 
-    def evaluate(
-        self, root: Path, runner: Runner, budget: float, seed: int | None, log_path: Path
-    ) -> Measurement:
-        deadline = budget + self.overhead
-        tests = [sys.executable, "-m", "unittest", "test_multiply"]
-        result = runner.run(tests, root, log_path, deadline, NO_BYTECODE)
-        if result.status == "crash":  # a failing test exits 1: the answer is wrong, never measured
-            reason = f"correctness tests failed: {first_failure(result.output())}"
-            return Measurement("invalid", reason=reason, seconds=result.seconds)
-        if result.status != "ok":
-            return Measurement(result.status, reason=result.reason, seconds=result.seconds)
-        result = runner.run([sys.executable, "benchmark.py"], root, log_path, deadline, NO_BYTECODE)
-        return measurement(result, self.metric.name)
+    def evaluate(self, evaluation: Evaluation) -> Measurement:
+        tests = evaluation.run([sys.executable, "-m", "unittest", "test_multiply"], env=NO_BYTECODE)
+        if tests.exit_code == 1:  # a failing test: the answer is wrong, never measured
+            reason = f"correctness tests failed: {first_failure(tests.output())}"
+            return Measurement("invalid", reason=reason)
+        if tests.status != "ok":  # crashed (killed by a signal, ...), timed out or interrupted
+            return measurement(tests, self.metric.name)
+        result = evaluation.run([sys.executable, "benchmark.py"], env=NO_BYTECODE)
+        timed = measurement(result, self.metric.name)
+        if timed.ok:
+            return cross_check(timed, result.cpu_seconds)
+        return timed
+
+
+def cross_check(timed: Measurement, cpu_seconds: float) -> Measurement:
+    """``invalid`` when the harness measured more CPU than the benchmark's own clock can explain.
+
+    The benchmark times its runs until ``timed_ms`` of CPU add up to about a second; what it does
+    besides (start-up, input, warm-up) costs under UNTIMED_CPU_MS. Code that replaces or slows the
+    clock cannot hide from the harness, which measures the process's CPU from outside.
+    """
+    untimed_ms = cpu_seconds * 1000 - float(timed.extras.get("timed_ms", 0))
+    if untimed_ms > UNTIMED_CPU_MS:
+        timed.status = "invalid"
+        timed.reason = (
+            f"the harness measured {cpu_seconds * 1000:.0f} ms of CPU, {untimed_ms:.0f} ms more than "
+            f"the benchmark timed: its clock does not tell the truth"
+        )
+    return timed
 
 
 def first_failure(output: str) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from autoresearch import ConfigError, Measurement, Metric, Target, hookimpl
 from autoresearch.config import reject_unknown_fields
-from autoresearch.measure import measurement
+from autoresearch.measure import Evaluation, measurement
 
 DATA = resources.files(__package__) / "data"
 DEFAULT_MODEL = "claude-haiku-4-5"
@@ -24,6 +24,7 @@ FIELDS = ("model", "base_url", "budget")  # of autoresearch.yaml, besides target
 
 class PromptExample(Target):
     name = "prompt_example"
+    network = True  # the evaluator calls the Anthropic API
     description = "Raise a prompt template's accuracy at labelling support messages (Anthropic API)."
     objective = (
         "Raise accuracy: the share of messages in train.jsonl for which the model's reply to "
@@ -66,11 +67,10 @@ class PromptExample(Target):
         if not os.environ.get(KEY_ENV):
             raise ConfigError(f"{KEY_ENV} is not set: the evaluator calls the Anthropic API; export it first")
 
-    def evaluate(self, root, runner, budget, seed, log_path) -> Measurement:
+    def evaluate(self, evaluation: Evaluation) -> Measurement:
         argv = [sys.executable, "-m", "autoresearch_prompt_example.evaluate", "prompt.txt", "train.jsonl"]
         argv += ["--model", self.model] + (["--base-url", self.base_url] if self.base_url else [])
-        result = runner.run(argv, root, log_path, budget + self.overhead)
-        return measurement(result, self.metric.name)
+        return measurement(evaluation.run(argv), self.metric.name)
 
 
 @hookimpl
