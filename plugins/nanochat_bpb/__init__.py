@@ -13,6 +13,7 @@ import importlib.resources
 import importlib.util
 import json
 import operator
+import os
 import re
 import subprocess
 import sys
@@ -365,6 +366,24 @@ class NanochatBpb(Target):
             (root / "train.py").write_text(source)
 
     # -----------------------------------------------------------------------
+    # The cache files the sandbox treats specially (until iso's mechanism lands, read from here)
+
+    def cache_dir(self) -> Path:
+        root = os.environ.get("AUTORESEARCH_CACHE") or Path.home() / ".cache" / "autoresearch"
+        return Path(root) / "nanochat_bpb" / self.config["corpus_id"]
+
+    @property
+    def secret_paths(self) -> list[Path]:
+        """Absent while train.py trains: the validation split (documents and packed rows)."""
+        return [self.cache_dir() / "val"]
+
+    @property
+    def integrity_paths(self) -> list[Path]:
+        """Files the metric depends on: the tokenizer, its byte table and the validation rows."""
+        s = self.config["settings"]
+        tokenizer = self.cache_dir() / f"tokenizer_v{s['VOCAB_SIZE']}"
+        rows = f"rows_v{s['VOCAB_SIZE']}_t{s['MAX_SEQ_LEN']}_n{s['EVAL_TOKENS']}_b{s['EVAL_BATCH_SIZE']}.npy"
+        return [tokenizer / "tokenizer.pkl", tokenizer / "token_bytes.pt", self.cache_dir() / "val" / rows]
 
     def prepare(self, root: Path | None, echo=print) -> None:
         """Run the workspace's prepare.py (outside a workspace, a rendered copy) with its output
@@ -390,65 +409,47 @@ class NanochatBpb(Target):
     def evaluate(
         self, root: Path, runner: Runner, budget: float, seed: int | None, log_path: Path
     ) -> Measurement:
-        """Train (launcher process), then evaluate (evaluator process); the metric comes only
-        from the evaluator's result file, never from train.py's output."""
+        """One ``python prepare.py run``: train.py trains in one child process, the model serves
+        logits from another, and the harness's process computes val_bpb and writes result.json,
+        the only place the metric is read from (train.py's output is logged, never parsed)."""
         started = time.time()
         env = {"AUTORESEARCH_SEED": str(42 if seed is None else seed), "PYTHONDONTWRITEBYTECODE": "1"}
         with tempfile.TemporaryDirectory(prefix="nanochat_bpb-run-") as scratch:
             run_dir = Path(scratch)
-            command = [
-                sys.executable,
-                "prepare.py",
-                "train",
-                "--budget",
-                repr(float(budget)),
-                "--run-dir",
-                str(run_dir),
-            ]
-            deadline = budget + self.config["startup_seconds"]
-            result = runner.run(command, Path(root), log_path, deadline, env)
-            if result.status != "ok":
-                return self.failure(result, "training", started)
-            command = [
-                sys.executable,
-                "prepare.py",
-                "eval",
-                "--run-dir",
-                str(run_dir),
-                "--started",
-                repr(started),
-            ]
-            result = runner.run(command, Path(root), log_path, self.config["eval_seconds"], env)
-            if result.status != "ok":
-                return self.failure(result, "evaluation", started)
+            command = [sys.executable, "prepare.py", "run", "--budget", repr(float(budget)),
+                       "--run-dir", str(run_dir)]
+            result = runner.run(command, Path(root), log_path, budget + self.overhead, env)
             try:
-                summary = json.loads((run_dir / "result.json").read_text())
-                val_bpb = float(summary.pop("val_bpb"))
-            except (OSError, ValueError, KeyError):
-                return Measurement(
-                    "crash",
-                    reason="the evaluator wrote no result",
-                    seconds=time.time() - started,
-                    log_path=str(log_path),
-                )
-        return Measurement(
-            "ok", metric=val_bpb, extras=summary, seconds=time.time() - started, log_path=str(log_path)
-        )
+                outcome = json.loads((run_dir / "result.json").read_text())
+            except (OSError, ValueError):
+                outcome = None
+        seconds = time.time() - started
+        if result.status != "ok" or not isinstance(outcome, dict):
+            return Measurement(result.status if result.status != "ok" else "crash",
+                               reason=self.failure_reason(result, budget), seconds=seconds,
+                               log_path=str(log_path))
+        status = outcome.pop("status", "crash")
+        if status != "ok":
+            return Measurement("invalid" if status == "invalid" else "crash",
+                               reason=str(outcome.get("reason")), seconds=seconds, log_path=str(log_path))
+        val_bpb = float(outcome.pop("val_bpb"))
+        return Measurement("ok", metric=val_bpb, extras=outcome, seconds=seconds, log_path=str(log_path))
 
-    def failure(self, result: RunResult, stage: str, started: float) -> Measurement:
-        """A failed stage. The log's last line says what went wrong (the engine shows it)."""
-        if result.status == "timeout":
-            allowance = (
-                "the budget plus the start-up allowance"
-                if stage == "training"
-                else "the evaluation allowance"
-            )
-            reason = f"{stage} ran past {allowance}"
-        else:
-            reason = f"{stage} failed ({result.reason})"
-        return Measurement(
-            result.status, reason=reason, seconds=time.time() - started, log_path=str(result.log_path)
-        )
+    def failure_reason(self, result: RunResult, budget: float) -> str:
+        """Why the run ended without a result, and what the user can do about it."""
+        if result.status != "timeout":
+            return f"the harness ended without a result ({result.reason}); the log's last lines say why"
+        phases = re.findall(r"^phase: (\w+)\s*$", result.output(), re.MULTILINE)
+        startup, evaluation = self.config["startup_seconds"], self.config["eval_seconds"]
+        if not phases:
+            return (f"start-up ran past its {startup:g}s allowance before timed training began "
+                    "(interpreter, compilation, the ten untimed warm-up steps): make train.py start "
+                    "faster, or raise startup_seconds in autoresearch.yaml on a slow or busy machine")
+        if phases[-1] == "training":
+            return (f"training ran past the {budget:g}s budget and its allowances: train.py must "
+                    "stop once its timed training reaches TIME_BUDGET")
+        return (f"evaluation ran past its {evaluation:g}s allowance: raise eval_seconds in "
+                "autoresearch.yaml on a slow or busy machine, or make the model's forward pass faster")
 
 
 @hookimpl
