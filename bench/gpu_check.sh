@@ -11,7 +11,7 @@
 # print steps, tokens/s, MFU, peak memory, val_bpb, and the start-up, evaluation and total times
 # against their allowances. Exits 1 if the run failed or a time was over its allowance.
 #
-# The wheel folder (every dependency the machine lacks, torch excluded; about 10 MB) is made on a
+# The wheel folder (every dependency the machine lacks, torch excluded; about 11 MB) is made on a
 # machine with PyPI access; docs/nanochat_bpb.md ("First GPU contact") gives the commands.
 set -euo pipefail
 

@@ -670,8 +670,12 @@ def serve_model(train_path: Path, command_fd: int, reply_fd: int) -> None:
 
     spec = pickle.loads(read_message(commands))  # from the evaluator, our parent
     try:
-        device = get_device()
         logits_out = open_logits_buffer(spec)
+    except Exception as error:
+        fail(f"{type(error).__name__}: {error}")
+    write_message(replies, b"k")
+    try:
+        device = get_device()
         checkpoint = torch.load(checkpoint_path(), map_location="cpu", weights_only=True)
         train = import_train_module(train_path)
         config = getattr(train, checkpoint["config_class"])(**checkpoint["config"])
@@ -800,6 +804,31 @@ class ModelProcess:
     through a buffer this process owns (GPU memory shared over CUDA IPC, else a shared file)."""
 
     def __init__(self, run_dir: Path, device: torch.device, shape: tuple[int, int, int]):
+        self.device = device
+        if device.type == "cuda":
+            try:
+                self.start(self.cuda_buffer(shape))
+                return
+            except Failure as failure:  # e.g. no CUDA IPC in this container: host memory works
+                print(f"CUDA IPC unavailable ({failure.reason}); logits go through host memory", flush=True)
+                self.close()
+        path = run_dir / "logits.bin"
+        path.unlink(missing_ok=True)
+        self.buffer = torch.from_file(str(path), shared=True, size=math.prod(shape),
+                                      dtype=torch.float32).view(shape)
+        self.start(("file", str(path), shape))
+
+    def cuda_buffer(self, shape) -> tuple:
+        from torch.multiprocessing.reductions import reduce_tensor
+
+        self.buffer = torch.empty(shape, dtype=torch.float32, device=self.device)
+        try:
+            return ("cuda", reduce_tensor(self.buffer)[1])
+        except RuntimeError as error:
+            raise Failure("crash", str(error)) from None
+
+    def start(self, spec: tuple) -> None:
+        """Start the child, share the buffer, wait until it has opened it and built the model."""
         command_read, self._commands = os.pipe()
         self._replies, reply_write = os.pipe()
         self.child = harness_child("model", "--fds", f"{command_read},{reply_write}",
@@ -809,19 +838,9 @@ class ModelProcess:
         self.commands = os.fdopen(self._commands, "wb")
         self.replies = os.fdopen(self._replies, "rb")
         threading.Thread(target=forward, args=(self.child.stdout,), daemon=True).start()
-        if device.type == "cuda":
-            from torch.multiprocessing.reductions import reduce_tensor
-
-            self.buffer = torch.empty(shape, dtype=torch.float32, device=device)
-            spec = ("cuda", reduce_tensor(self.buffer)[1])
-        else:
-            path = run_dir / "logits.bin"
-            path.unlink(missing_ok=True)
-            self.buffer = torch.from_file(str(path), shared=True, size=math.prod(shape),
-                                          dtype=torch.float32).view(shape)
-            spec = ("file", str(path), shape)
         write_message(self.commands, pickle.dumps(spec))
-        self.expect_reply()
+        self.expect_reply()  # the buffer is open
+        self.expect_reply()  # the model is built
 
     def expect_reply(self) -> None:
         """Wait for the child's answer; its error text is shown, never interpreted."""
@@ -838,13 +857,18 @@ class ModelProcess:
         tokens = inputs.to(device="cpu", dtype=torch.int32).numpy()
         write_message(self.commands, struct.pack("<ii", *tokens.shape) + tokens.tobytes())
         self.expect_reply()
-        return self.buffer[:len(tokens)].clone()
+        logits = self.buffer[:len(tokens)]
+        return logits.clone() if logits.device == self.device else logits.to(self.device)
 
     def close(self) -> None:
-        self.commands.close()
-        self.child.kill()
-        self.child.wait()
-        self.replies.close()
+        if hasattr(self, "child"):
+            self.child.kill()
+            self.child.wait()
+            for stream in (self.commands, self.replies):
+                try:
+                    stream.close()
+                except OSError:  # a pipe the dead child no longer reads
+                    pass
 
 
 def evaluate_bpb(logits_of, rows: torch.Tensor, token_bytes: torch.Tensor, batch_size: int,
@@ -918,8 +942,7 @@ def evaluate(run_dir: Path, rows: torch.Tensor, token_bytes: torch.Tensor) -> di
     """val_bpb of the checkpoint, with the model in its own process; causality is checked first
     and statelessness after, against a fresh model process on randomly chosen batches."""
     device = get_device()
-    buffer_device = device if device.type == "cuda" else torch.device("cpu")
-    token_bytes = token_bytes.to(buffer_device)
+    token_bytes = token_bytes.to(device)
     rng = random.Random(os.urandom(16))  # secret from the model: which rows and batches are checked
     shape = (EVAL_BATCH_SIZE, rows.size(1) - 1, len(token_bytes))
     tolerance = logits_tolerance(device)
