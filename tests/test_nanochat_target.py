@@ -112,7 +112,7 @@ def test_default_config_falls_back_to_the_offline_corpus(capsys):
     assert config["settings"]["EVAL_TOKENS"] == 4096
     assert config["train"]["COMPILE"] is False
     target = NanochatBpb.from_config(config, None)
-    assert (target.budget, target.overhead, target.takes_seed) == (300.0, 150.0, True)
+    assert (target.budget, target.overhead, target.takes_seed) == (300.0, 300.0, True)
     assert target.editable == ["train.py"] and "prepare.py" in target.protected
 
 
@@ -363,9 +363,9 @@ def timeout_result(tmp_path, output: str) -> RunResult:
 @pytest.mark.parametrize(
     "output, says",
     [
-        ("step 00001\n", "start-up ran past its 60s allowance"),
+        ("step 00001\n", "start-up ran past its 120s allowance"),
         ("phase: training\nprogress: frac=0.5 train_loss=3\n", "training ran past the 300s budget"),
-        ("phase: training\nphase: evaluation\n", "evaluation ran past its 90s allowance"),
+        ("phase: training\nphase: evaluation\n", "evaluation ran past its 180s allowance"),
     ],
 )
 def test_a_timeout_says_which_phase_and_what_to_do(tmp_path, output, says):

@@ -812,11 +812,15 @@ class ModelProcess:
             except Failure as failure:  # e.g. no CUDA IPC in this container: host memory works
                 print(f"CUDA IPC unavailable ({failure.reason}); logits go through host memory", flush=True)
                 self.close()
-        path = run_dir / "logits.bin"
-        path.unlink(missing_ok=True)
-        self.buffer = torch.from_file(str(path), shared=True, size=math.prod(shape),
-                                      dtype=torch.float32).view(shape)
-        self.start(("file", str(path), shape))
+        # in memory (tmpfs) where there is one: a file on disk would write every batch's logits out
+        folder = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else run_dir
+        path = folder / f"nanochat_bpb-{os.getpid()}-{id(self)}.logits"
+        try:
+            self.buffer = torch.from_file(str(path), shared=True, size=math.prod(shape),
+                                          dtype=torch.float32).view(shape)
+            self.start(("file", str(path), shape))
+        finally:
+            path.unlink(missing_ok=True)  # both processes have it mapped; nothing is left behind
 
     def cuda_buffer(self, shape) -> tuple:
         from torch.multiprocessing.reductions import reduce_tensor
