@@ -7,7 +7,8 @@
 #
 # Steps: install the project from the wheel folder (pip, --no-index: nothing is fetched), make a
 # `gpu` preset workspace on the offline corpus (this Python's standard library), prepare it, run
-# the untouched baseline for the budget (`prepare.py run`, the harness's own entry point), and
+# the untouched baseline for the budget (`prepare.py train`, then `prepare.py eval`: the harness's
+# own two commands), and
 # print steps, tokens/s, MFU, peak memory, val_bpb, and the start-up, evaluation and total times
 # against their allowances. Exits 1 if the run failed or a time was over its allowance.
 #
@@ -60,7 +61,14 @@ prepare_started=$(date +%s)
 "$python" prepare.py
 prepared=$(date +%s)
 echo "== baseline: ${budget}s of training"
-"$python" prepare.py run --budget "$budget" --run-dir "$work/run"
+run_started=$(date +%s)
+"$python" prepare.py train --budget "$budget" --run-dir "$work/run"
+"$python" - "$work/run/train_report.json" <<'CHECK'
+import json, sys
+report = json.load(open(sys.argv[1]))
+sys.exit(0 if report["status"] == "ok" else f"FAILED ({report['status']}): {report['reason']}")
+CHECK
+"$python" prepare.py eval --run-dir "$work/run" --started "$run_started"
 ended=$(date +%s)
 
 "$python" - "$work/run/result.json" "$((prepared - prepare_started))" "$((ended - started))" <<'EOF'

@@ -411,47 +411,58 @@ class NanochatBpb(Target):
     def evaluate(
         self, root: Path, runner: Runner, budget: float, seed: int | None, log_path: Path
     ) -> Measurement:
-        """One ``python prepare.py run``: train.py trains in one child process, the model serves
-        logits from another, and the harness's process computes val_bpb and writes result.json,
-        the only place the metric is read from (train.py's output is logged, never parsed)."""
+        """Two commands: ``prepare.py train`` (the launcher; the validation split is a secret
+        path, absent from its sandbox) and ``prepare.py eval`` (the evaluator). Neither imports
+        train.py: training and the model run in their children. The metric is read only from the
+        evaluator's result.json, never from train.py's output."""
         started = time.time()
         env = {"AUTORESEARCH_SEED": str(42 if seed is None else seed), "PYTHONDONTWRITEBYTECODE": "1"}
         with tempfile.TemporaryDirectory(prefix="nanochat_bpb-run-") as scratch:
             run_dir = Path(scratch)
-            command = [sys.executable, "prepare.py", "run", "--budget", repr(float(budget)),
-                       "--run-dir", str(run_dir)]
-            result = runner.run(command, Path(root), log_path, budget + self.overhead, env)
-            try:
-                outcome = json.loads((run_dir / "result.json").read_text())
-            except (OSError, ValueError):
-                outcome = None
+            python = [sys.executable, "prepare.py"]
+            command = [*python, "train", "--budget", repr(float(budget)), "--run-dir", str(run_dir)]
+            result = runner.run(command, Path(root), log_path, budget + self.config["startup_seconds"], env)
+            outcome = read_outcome(run_dir / "train_report.json")
+            if result.status == "ok" and outcome and outcome["status"] == "ok":
+                command = [*python, "eval", "--run-dir", str(run_dir), "--started", repr(started)]
+                result = runner.run(command, Path(root), log_path, self.config["eval_seconds"], env)
+                outcome = read_outcome(run_dir / "result.json")
         seconds = time.time() - started
-        if result.status != "ok" or not isinstance(outcome, dict):
-            return Measurement(result.status if result.status != "ok" else "crash",
-                               reason=self.failure_reason(result, budget), seconds=seconds,
-                               log_path=str(log_path))
-        status = outcome.pop("status", "crash")
+        if result.status != "ok" or outcome is None:
+            reason = self.failure_reason(result, budget)
+            status = "crash" if result.status == "ok" else result.status
+            return Measurement(status, reason=reason, seconds=seconds, log_path=str(log_path))
+        status = outcome.pop("status")
         if status != "ok":
-            return Measurement("invalid" if status == "invalid" else "crash",
-                               reason=str(outcome.get("reason")), seconds=seconds, log_path=str(log_path))
+            status = "invalid" if status == "invalid" else "crash"
+            return Measurement(status, reason=outcome.get("reason"), seconds=seconds, log_path=str(log_path))
         val_bpb = float(outcome.pop("val_bpb"))
         return Measurement("ok", metric=val_bpb, extras=outcome, seconds=seconds, log_path=str(log_path))
 
     def failure_reason(self, result: RunResult, budget: float) -> str:
-        """Why the run ended without a result, and what the user can do about it."""
+        """Why a command ended without a result, and what the user can do about it."""
         if result.status != "timeout":
             return f"the harness ended without a result ({result.reason}); the log's last lines say why"
         phases = re.findall(r"^phase: (\w+)\s*$", result.output(), re.MULTILINE)
         startup, evaluation = self.config["startup_seconds"], self.config["eval_seconds"]
         if not phases:
             return (f"start-up ran past its {startup:g}s allowance before timed training began "
-                    "(interpreter, compilation, the ten untimed warm-up steps): make train.py start "
+                    "(interpreter, compilation, the untimed warm-up steps): make train.py start "
                     "faster, or raise startup_seconds in autoresearch.yaml on a slow or busy machine")
         if phases[-1] == "training":
             return (f"training ran past the {budget:g}s budget and its allowances: train.py must "
                     "stop once its timed training reaches TIME_BUDGET")
         return (f"evaluation ran past its {evaluation:g}s allowance: raise eval_seconds in "
                 "autoresearch.yaml on a slow or busy machine, or make the model's forward pass faster")
+
+
+def read_outcome(path: Path) -> dict | None:
+    """A result file of the launcher or the evaluator: a mapping with a status, else None."""
+    try:
+        outcome = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return outcome if isinstance(outcome, dict) and "status" in outcome else None
 
 
 @hookimpl

@@ -2,14 +2,15 @@
 The harness's half of the nanochat_bpb experiment: constants, data, tokenizer, dataloader and the
 metric. The agent reads this file and never edits it; the harness owns everything here.
 
-    python prepare.py          # one-time set-up: corpus, tokenizer, validation rows (idempotent)
-    python prepare.py run      # one experiment: train.py under the budget, then val_bpb
+    python prepare.py                      # one-time set-up: corpus, tokenizer, validation rows
+    python prepare.py train --run-dir DIR  # the launcher: train.py under the budget, timed from here
+    python prepare.py eval --run-dir DIR   # the evaluator: val_bpb of the model train.py saved
 
-`run` is the harness's own process and never imports train.py. It starts train.py in a child
-process (the launcher's rules: budget, no validation split, time measured from outside), then
-starts the trained model in another child process that only ever receives the input batch it is
-evaluating and hands back logits; the loss, the checks and the recorded number are computed in
-`run`, where the model's code never runs.
+Neither command imports train.py. The launcher runs train.py in a child process (no validation
+split, the budget, its time measured from outside); the evaluator starts the trained model in a
+child process that only ever receives the input batch it is evaluating and hands back logits,
+and computes the loss, the checks and the recorded number itself, where the model's code never
+runs.
 """
 
 import argparse
@@ -754,7 +755,7 @@ def launch_training(budget: float) -> dict:
     """Run train.py in a child under the budget; time it from here; check what it reports."""
     started = time.monotonic()
     timed_from = []
-    child = harness_child("train", "--budget", repr(budget))
+    child = harness_child("child-train", "--budget", repr(budget))
 
     def on_phase(phase):
         if phase == "training" and not timed_from:
@@ -780,7 +781,6 @@ def launch_training(budget: float) -> dict:
         raise Failure("invalid", f"train.py reported {reported:.1f}s of training but the launcher "
                                  f"measured {measured:.1f}s{unmarked}")
     return {
-        "stats": stats,
         "startup_seconds": (timed_from[0] if timed_from else ended) - started,
         "measured_training_seconds": measured,
         "training_cpu_seconds": usage.ru_utime + usage.ru_stime,
@@ -835,7 +835,7 @@ class ModelProcess:
         """Start the child, share the buffer, wait until it has opened it and built the model."""
         command_read, self._commands = os.pipe()
         self._replies, reply_write = os.pipe()
-        self.child = harness_child("model", "--fds", f"{command_read},{reply_write}",
+        self.child = harness_child("child-model", "--fds", f"{command_read},{reply_write}",
                                    pass_fds=(command_read, reply_write))
         os.close(command_read)
         os.close(reply_write)
@@ -981,20 +981,20 @@ def load_eval_rows() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.load(val_rows_path())).long(), get_token_bytes()
 
 
-def run_experiment(budget: float, run_dir: Path, evaluate_only: bool = False) -> dict:
-    """Training (unless ``evaluate_only``), then evaluation; the summary, or raises Failure."""
-    started = time.monotonic()
-    rows, token_bytes = load_eval_rows()
-    report = {"stats": read_checkpoint_stats()} if evaluate_only else launch_training(budget)
+def evaluate_run(run_dir: Path, started: float) -> dict:
+    """The evaluator: the summary of the checkpoint in ``run_dir``, or raises Failure."""
+    rows, token_bytes = load_eval_rows()  # before any of train.py's code runs anywhere
     print("phase: evaluation", flush=True)
-    eval_started = time.monotonic()
+    eval_started = time.time()
     result = evaluate(run_dir, rows, token_bytes)
+    report_path = run_dir / "train_report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
     measured = {  # by the harness; train.py's own figures never override these
-        "total_seconds": time.monotonic() - started,
-        "eval_seconds": time.monotonic() - eval_started,
+        "total_seconds": time.time() - started,
+        "eval_seconds": time.time() - eval_started,
     }
-    stats = report.pop("stats")
-    return {**stats, **report, **measured, **result}
+    report.pop("status", None)
+    return {**read_checkpoint_stats(), **report, **measured, **result}
 
 
 SUMMARY_FORMAT = {  # the original's keys and formats first, then the harness's additions
@@ -1006,11 +1006,12 @@ SUMMARY_FORMAT = {  # the original's keys and formats first, then the harness's 
 }
 
 
-def print_summary(summary: dict) -> None:
+def print_summary(summary: dict) -> dict:
     print("---")
     for key, fmt in SUMMARY_FORMAT.items():
         if key in summary:
             print(f"{key + ':':<17} {fmt.format(summary[key])}")
+    return summary
 
 
 # ---------------------------------------------------------------------------
@@ -1038,48 +1039,49 @@ def prepare() -> None:
     print("ready", flush=True)
 
 
-def run_command(args) -> None:
-    """`run` and `eval`: the experiment (or the evaluation of a saved checkpoint), its summary
-    printed and written to RUN_DIR/result.json with its status (ok, invalid or crash)."""
+def write_result(path: Path, work) -> None:
+    """Run ``work()``; write its outcome with a status (ok, invalid or crash) to ``path``."""
     not_dumpable()
     try:
-        summary = run_experiment(args.budget, args.run_dir, evaluate_only=args.command == "eval")
+        outcome = {"status": "ok", **work()}
     except Failure as failure:
-        result = {"status": failure.status, "reason": failure.reason}
+        outcome = {"status": failure.status, "reason": failure.reason}
         print(failure.reason, flush=True)
-    else:
-        print_summary(summary)
-        result = {"status": "ok", **summary}
-    (args.run_dir / "result.json").write_text(json.dumps(result))
+    path.write_text(json.dumps(outcome))
 
 
 def main() -> None:
     # train.py's `import prepare` loads a copy of this file as its own module, in a child
-    # process: whatever it changes there, the harness's process (`run`) never sees.
+    # process: whatever it changes there, the launcher's and the evaluator's processes never see.
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command")
-    run = commands.add_parser("run", help="train.py under the budget, then val_bpb (the harness)")
-    run.add_argument("--budget", type=float, default=TIME_BUDGET)
-    run.add_argument("--run-dir", type=Path, required=True)
-    evaluate = commands.add_parser("eval", help="val_bpb of the model saved in RUN_DIR")
+    train = commands.add_parser("train", help="the launcher: train.py under the budget")
+    train.add_argument("--budget", type=float, default=TIME_BUDGET)
+    train.add_argument("--run-dir", type=Path, required=True)
+    evaluate = commands.add_parser("eval", help="the evaluator: val_bpb of the model saved in RUN_DIR")
     evaluate.add_argument("--run-dir", type=Path, required=True)
-    evaluate.set_defaults(budget=TIME_BUDGET)
-    train = commands.add_parser("train", help="internal: the training child of `run`")
-    train.add_argument("--budget", type=float, required=True)
-    model = commands.add_parser("model", help="internal: the model child of `run`")
-    model.add_argument("--fds", required=True)
+    evaluate.add_argument("--started", type=float, default=None, help="when the measurement began")
+    child_train = commands.add_parser("child-train", help="internal: the launcher's child")
+    child_train.add_argument("--budget", type=float, required=True)
+    child_model = commands.add_parser("child-model", help="internal: the evaluator's child")
+    child_model.add_argument("--fds", required=True)
     args = parser.parse_args()
     here = Path(__file__).resolve().parent
     if args.command is None:
         prepare()
-    elif args.command == "train":
+    elif args.command == "child-train":
         run_training(here / "train.py", args.budget)
-    elif args.command == "model":
+    elif args.command == "child-model":
         serve_model(here / "train.py", *map(int, args.fds.split(",")))
     else:
         args.run_dir.mkdir(parents=True, exist_ok=True)
         os.environ[CHECKPOINT_ENV] = str(args.run_dir.resolve() / "model.pt")
-        run_command(args)
+        if args.command == "train":
+            write_result(args.run_dir / "train_report.json", lambda: launch_training(args.budget))
+        else:
+            started = args.started or time.time()
+            summary = lambda: print_summary(evaluate_run(args.run_dir, started))  # noqa: E731
+            write_result(args.run_dir / "result.json", summary)
 
 
 if __name__ == "__main__":

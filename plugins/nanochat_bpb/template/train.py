@@ -2,7 +2,7 @@
 GPT pretraining under a fixed time budget: the file the agent edits. Everything here is fair
 game: the model, the optimizer, the hyperparameters and the training loop.
 
-The harness runs it (`python prepare.py run`), gives it TIME_BUDGET seconds of training, and
+The harness runs it (`python prepare.py train`), gives it TIME_BUDGET seconds of training, and
 afterwards computes val_bpb itself from the weights handed over with save_model(...).
 """
 
