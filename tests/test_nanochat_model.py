@@ -404,9 +404,10 @@ def in_process(prepare, module):
 
     class InProcess(prepare.ModelProcess):
         def __init__(self):
-            pass
+            self.shapes = []
 
         def logits(self, inputs):
+            self.shapes.append(tuple(inputs.shape))
             with torch.inference_mode():
                 return module(inputs)
 
@@ -426,7 +427,10 @@ def test_causality_check_tests_every_position(scripts, start, every):
     nn.init.normal_(model.lm_head.weight, std=0.5)
     for block in model.transformer.h:
         nn.init.normal_(block.attn.c_proj.weight, std=0.1)
-    check(in_process(prepare, model), rows, 8, 1e-3, random.Random(0))  # a causal model passes
+    honest = in_process(prepare, model)
+    check(honest, rows, 8, 1e-3, random.Random(0))  # a causal model passes
+    # the reference and every variant batch have one shape: the same kernels, bit-equal logits
+    assert set(honest.shapes) == {(8, 64)} and len(honest.shapes) == 1 + 8  # 63 splits in 8 batches
 
 
 def test_norm_runs_outside_autocast(scripts, monkeypatch):

@@ -354,6 +354,20 @@ def test_work_before_the_clock_without_the_phase_line_is_invalid(workspace):
     assert "never called training_started()" in measurement.reason
 
 
+@pytest.mark.slow
+def test_a_process_left_behind_by_training_neither_hangs_nor_outlives_the_launcher(workspace):
+    """It holds the launcher's pipe; the launcher ends the training child's process group."""
+    root, target = workspace
+    pid_file = root.parent / "sleeper.pid"
+    edit(root / "train.py", "    t_start = time.time()",
+         "    import subprocess\n    sleeper = subprocess.Popen(['sleep', '600'])\n"
+         f"    open({str(pid_file)!r}, 'w').write(str(sleeper.pid))\n    t_start = time.time()")
+    measurement, _ = measure(root, target)
+    assert measurement.ok, measurement.reason  # before: a timeout, waiting for the pipe to close
+    pid = int(pid_file.read_text())
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
 def timeout_result(tmp_path, output: str) -> RunResult:
     log = tmp_path / "run.log"
     log.write_text(output)

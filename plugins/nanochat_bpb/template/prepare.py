@@ -713,8 +713,10 @@ class Failure(Exception):
 
 
 def harness_child(command: str, *args: str, pass_fds=()) -> subprocess.Popen:
-    """``python prepare.py COMMAND ...`` with its output through a pipe, killed if we die."""
+    """``python prepare.py COMMAND ...`` in a process group of its own (so whatever it leaves
+    behind can be ended with it), its output through a pipe, killed if we die."""
     def die_with_parent():
+        os.setpgid(0, 0)
         try:
             ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
         except (OSError, AttributeError):
@@ -723,6 +725,14 @@ def harness_child(command: str, *args: str, pass_fds=()) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), command, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=pass_fds,
                             preexec_fn=die_with_parent)
+
+
+def end_group(pgid: int) -> None:
+    """Kill what a finished child left behind in its process group (e.g. compiler workers)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def forward(stream, on_phase=None) -> None:
@@ -762,9 +772,12 @@ def launch_training(budget: float) -> dict:
             timed_from.append(time.monotonic())
             print("phase: training", flush=True)
 
-    forward(child.stdout, on_phase)
+    reader = threading.Thread(target=forward, args=(child.stdout, on_phase), daemon=True)
+    reader.start()
     _, status, usage = os.wait4(child.pid, 0)
     ended = time.monotonic()
+    end_group(child.pid)  # its output ends when nothing holds the pipe any more
+    reader.join(timeout=10)
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise Failure("crash", f"training failed ({exit_reason(child.returncode)})")
@@ -866,7 +879,7 @@ class ModelProcess:
 
     def close(self) -> None:
         if hasattr(self, "child"):
-            self.child.kill()
+            end_group(self.child.pid)
             self.child.wait()
             for stream in (self.commands, self.replies):
                 try:
@@ -924,7 +937,9 @@ def check_causal(model: ModelProcess, rows: torch.Tensor, batch_size: int, toler
     bases, donors = order[:min(batch_size, count // 2)], order[min(batch_size, count // 2):]
     if not bases:
         raise Failure("crash", "the validation set needs at least 2 rows: raise EVAL_TOKENS")
-    reference = model.logits(inputs[bases])
+    # Every check batch has exactly batch_size rows, as the reference batch does: the same shapes
+    # run the same kernels, so an honest model's logits agree to the bit, in bf16 too.
+    reference = model.logits(inputs[[bases[i % len(bases)] for i in range(batch_size)]])
     variants = []  # (base index, split, row)
     for split in range(1, length):
         base = (split - 1) % len(bases)
@@ -933,6 +948,8 @@ def check_causal(model: ModelProcess, rows: torch.Tensor, batch_size: int, toler
                       if inputs[donors[(start + k) % len(donors)], split] != inputs[bases[base], split]),
                      donors[start])
         variants.append((base, split, torch.cat([inputs[bases[base], :split], inputs[donor, split:]])))
+    missing = -len(variants) % batch_size  # fill the last batch with repeats
+    variants += (variants * batch_size)[:missing]
     for start in range(0, len(variants), batch_size):
         chunk = variants[start:start + batch_size]
         logits = model.logits(torch.stack([row for _, _, row in chunk]))
@@ -994,7 +1011,10 @@ def evaluate_run(run_dir: Path, started: float) -> dict:
         "eval_seconds": time.time() - eval_started,
     }
     report.pop("status", None)
-    return {**read_checkpoint_stats(), **report, **measured, **result}
+    summary = {**read_checkpoint_stats(), **report, **measured, **result}
+    if summary.get("measured_training_seconds") and "total_tokens_M" in summary:  # train.py's count
+        summary["tokens_per_second"] = summary["total_tokens_M"] * 1e6 / summary["measured_training_seconds"]
+    return summary
 
 
 SUMMARY_FORMAT = {  # the original's keys and formats first, then the harness's additions
@@ -1002,7 +1022,7 @@ SUMMARY_FORMAT = {  # the original's keys and formats first, then the harness's 
     "peak_vram_mb": "{:.1f}", "mfu_percent": "{:.2f}", "total_tokens_M": "{:.1f}",
     "num_steps": "{}", "num_params_M": "{:.1f}", "depth": "{}", "startup_seconds": "{:.1f}",
     "measured_training_seconds": "{:.1f}", "training_cpu_seconds": "{:.1f}", "eval_seconds": "{:.1f}",
-    "eval_tokens": "{}", "peak_rss_mb": "{:.1f}",
+    "eval_tokens": "{}", "peak_rss_mb": "{:.1f}", "tokens_per_second": "{:.0f}",
 }
 
 
