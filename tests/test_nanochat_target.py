@@ -161,6 +161,18 @@ def test_scaffold_bakes_the_preset_into_the_scripts(prepared):
     assert "__pycache__/" in (root / ".gitignore").read_text()
 
 
+def test_secret_paths_and_cache_files_are_the_prepared_ones(prepared):
+    root, config = prepared
+    prepare, _ = load_scripts(root)
+    target = NanochatBpb.from_config(config, root)
+    assert target.secret_paths() == [prepare.val_dir()]
+    assert set(target.cache_files()) == {
+        prepare.tokenizer_dir() / "token_bytes.pt", prepare.tokenizer_dir() / "tokenizer.pkl",
+        prepare.val_rows_path(),
+    }
+    assert all(path.is_file() for path in target.cache_files())
+
+
 def test_scaffold_never_overwrites_a_script(tmp_path):
     (tmp_path / "train.py").write_text("mine")
     with pytest.raises(ConfigError, match="^train.py: .* exists already"):

@@ -368,24 +368,23 @@ class NanochatBpb(Target):
             (root / "train.py").write_text(source)
 
     # -----------------------------------------------------------------------
-    # The cache files the sandbox treats specially (until iso's mechanism lands, read from here)
+    # What the sandbox must know about the cache (the names of iso's Target interface)
 
-    def cache_dir(self) -> Path:
-        root = os.environ.get("AUTORESEARCH_CACHE") or Path.home() / ".cache" / "autoresearch"
-        return Path(root) / "nanochat_bpb" / self.config["corpus_id"]
+    def corpus_dir(self) -> Path:
+        """The cache folder of this workspace's corpus (as prepare.py lays it out)."""
+        cache = os.environ.get("AUTORESEARCH_CACHE") or Path.home() / ".cache" / "autoresearch"
+        return Path(cache) / "nanochat_bpb" / self.config["corpus_id"]
 
-    @property
     def secret_paths(self) -> list[Path]:
         """Absent while train.py trains: the validation split (documents and packed rows)."""
-        return [self.cache_dir() / "val"]
+        return [self.corpus_dir() / "val"]
 
-    @property
-    def integrity_paths(self) -> list[Path]:
+    def cache_files(self) -> list[Path]:
         """Files the metric depends on: the tokenizer, its byte table and the validation rows."""
         s = self.config["settings"]
-        tokenizer = self.cache_dir() / f"tokenizer_v{s['VOCAB_SIZE']}"
+        tokenizer = self.corpus_dir() / f"tokenizer_v{s['VOCAB_SIZE']}"
         rows = f"rows_v{s['VOCAB_SIZE']}_t{s['MAX_SEQ_LEN']}_n{s['EVAL_TOKENS']}_b{s['EVAL_BATCH_SIZE']}.npy"
-        return [tokenizer / "tokenizer.pkl", tokenizer / "token_bytes.pt", self.cache_dir() / "val" / rows]
+        return [tokenizer / "token_bytes.pt", tokenizer / "tokenizer.pkl", self.corpus_dir() / "val" / rows]
 
     def prepare(self, root: Path | None, echo=print) -> None:
         """Run the workspace's prepare.py (outside a workspace, a rendered copy) with its output
