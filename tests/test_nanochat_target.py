@@ -349,7 +349,8 @@ def test_training_cannot_open_the_validation_split(workspace):
 @pytest.mark.slow
 def test_stretching_the_budget_is_invalid(workspace):
     root, target = workspace
-    edit(root / "train.py", "total_training_time >= TIME_BUDGET:", "total_training_time >= 5 * TIME_BUDGET:")
+    # 20 budgets: beyond the last step's slack (ten mean steps) however slow a busy machine is
+    edit(root / "train.py", "total_training_time >= TIME_BUDGET:", "total_training_time >= 20 * TIME_BUDGET:")
     measurement, log = measure(root, target, budget=1.0)
     assert measurement.status == "invalid"
     assert measurement.reason.startswith("budget stretched: ")
