@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from . import statuses
 from .target import Metric
 
 Remeasure = Callable[[], "float | None"]  # one more measurement; None when it failed
@@ -234,7 +235,7 @@ class Evidence:
     def from_rows(cls, rows: list[dict]) -> Evidence:
         evidence = cls()
         for row in rows:
-            if row["status"] in ("baseline", "keep", "discard"):
+            if row["status"] in statuses.DECIDED:
                 evidence.add(
                     row["status"],
                     row["samples"] or [],
@@ -257,7 +258,7 @@ class Evidence:
         reason: str | None,
     ) -> None:
         self.groups += [g for g in (candidate, incumbent) if len(g) > 1]
-        if status in ("baseline", "keep"):
+        if status in statuses.INCUMBENT:
             self.incumbent = list(candidate)
             if status == "keep" and reason != "simpler" and gain is not None:
                 self.largest_gain = max(gain, self.largest_gain or gain)

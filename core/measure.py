@@ -219,7 +219,6 @@ class Runner:
         self.env_passthrough = list(env_passthrough or [])
         self.on_start = on_start
         self.interrupted = threading.Event()
-        self.progress: tuple[float, float] | None = None  # (started, deadline) of the command
 
     def interrupt(self) -> None:
         self.interrupted.set()
@@ -255,11 +254,9 @@ class Runner:
             )
         if self.on_start:
             self.on_start(proc.pid)
-        self.progress = (started, started + deadline)
         try:
             status, reason = self._watch(proc, started + deadline)
         finally:
-            self.progress = None
             if self.on_start:
                 self.on_start(None)
         seconds = time.monotonic() - started

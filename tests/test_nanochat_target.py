@@ -251,7 +251,7 @@ def test_downloader_gives_up_after_five_attempts(prepared, shard_server, tmp_pat
 # A metric the agent cannot game
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains torch
 def test_the_metric_comes_from_the_evaluator_not_from_train_output(workspace):
     root, target = workspace
     edit(
@@ -307,6 +307,7 @@ def original_val_bpb(root: Path, model) -> float:
     return total_nats / (math.log(2) * total_bytes)
 
 
+@pytest.mark.slow  # three processes evaluate torch models (about 30 s here, more when busy)
 def test_val_bpb_agrees_with_the_original_formula_to_six_decimals(workspace):
     """The harness's evaluation (model in its own process, the loss computed outside it) against
     the original's evaluate_bpb written here, on the same weights."""
@@ -332,7 +333,7 @@ def test_val_bpb_agrees_with_the_original_formula_to_six_decimals(workspace):
     assert abs(result["val_bpb"] - expected) < 5e-7, (result["val_bpb"], expected)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains torch
 def test_training_cannot_open_the_validation_split(workspace):
     root, target = workspace
     edit(
@@ -346,7 +347,7 @@ def test_training_cannot_open_the_validation_split(workspace):
     assert "PermissionError: training may not read the validation split" in log
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains torch
 def test_stretching_the_budget_is_invalid(workspace):
     root, target = workspace
     # 20 budgets: beyond the last step's slack (ten mean steps) however slow a busy machine is
@@ -356,7 +357,7 @@ def test_stretching_the_budget_is_invalid(workspace):
     assert measurement.reason.startswith("budget stretched: ")
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains torch
 def test_work_before_the_clock_without_the_phase_line_is_invalid(workspace):
     """train.py that never says when timed training starts is timed from its start."""
     root, target = workspace
@@ -367,7 +368,7 @@ def test_work_before_the_clock_without_the_phase_line_is_invalid(workspace):
     assert "never called training_started()" in measurement.reason
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains torch
 def test_a_process_left_behind_by_training_neither_hangs_nor_outlives_the_launcher(workspace):
     """It holds the launcher's pipe; the launcher ends the training child's process group."""
     root, target = workspace
@@ -403,12 +404,44 @@ def test_a_timeout_says_which_phase_and_what_to_do(tmp_path, output, says):
     assert "autoresearch.yaml" in reason or "TIME_BUDGET" in reason
 
 
-def test_no_cuda_call_at_import():
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import torch, prepare, train; "
-        "assert not torch.cuda.is_initialized()"
-    )
-    subprocess.run([sys.executable, "-c", code, str(TEMPLATE_DIR)], check=True)
+CUDA_CALLS_AT_IMPORT = """
+import ast, importlib, sys
+from pathlib import Path
+
+folder = Path(sys.argv[1])
+sys.path.insert(0, str(folder))
+for script in ("prepare.py", "train.py"):  # their imports first: torch's own start-up does not count
+    for node in ast.parse((folder / script).read_text()).body:
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        names += [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+        for name in names:
+            if name.split(".")[0] not in ("prepare", "train"):
+                importlib.import_module(name)
+import torch
+
+calls = []
+for name in dir(torch.cuda):  # its public functions, and _lazy_init that every CUDA call goes through
+    value = getattr(torch.cuda, name)
+    if callable(value) and not isinstance(value, type) and (name[0] != "_" or name == "_lazy_init"):
+        setattr(torch.cuda, name, lambda *args, _name=name, **kwargs: calls.append(_name))
+import prepare, train
+
+print(sorted(set(calls)))
+"""
+
+
+def test_no_cuda_call_at_import(tmp_path):
+    """Holds on a machine without a GPU too: every torch.cuda function is a tripwire while importing."""
+
+    def cuda_calls(folder: Path) -> str:
+        command = [sys.executable, "-c", CUDA_CALLS_AT_IMPORT, str(folder)]
+        return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+
+    assert cuda_calls(TEMPLATE_DIR) == "[]"
+    shutil.copytree(TEMPLATE_DIR, tmp_path / "scripts")
+    gpus = "GPUS = torch.cuda.device_count()\n"
+    edit(tmp_path / "scripts" / "train.py", "# GPT model\n", gpus + "# GPT model\n")
+    assert cuda_calls(tmp_path / "scripts") == "['device_count']"
 
 
 @pytest.mark.parametrize(
