@@ -15,6 +15,7 @@ class Display:
         self.live = self.stream.isatty() if live is None else live
         self.status = ""
         self.clock: tuple[float, float] | None = None  # (started, budget) of the measurement
+        self.expected: float | None = None  # seconds a measurement usually takes: for its ETA
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -38,7 +39,9 @@ class Display:
     def _line(self) -> str:
         if self.clock:
             started, budget = self.clock
-            return f"{self.status} [{time.monotonic() - started:.0f}s/{budget:.0f}s]"
+            elapsed = time.monotonic() - started
+            eta = f", eta {max(self.expected - elapsed, 0):.0f}s" if self.expected else ""
+            return f"{self.status} [{elapsed:.0f}s/{budget:.0f}s{eta}]"
         return self.status
 
     def _redraw(self) -> None:
@@ -49,9 +52,11 @@ class Display:
             self.stream.write(text)
             self.stream.flush()
 
-    def set_status(self, text: str, clock: tuple[float, float] | None = None) -> None:
-        """The live line: experiment, phase, incumbent, last result."""
-        self.status, self.clock = text, clock
+    def set_status(
+        self, text: str, clock: tuple[float, float] | None = None, expected: float | None = None
+    ) -> None:
+        """The live line: experiment, phase, incumbent, last result (+ elapsed/budget, ETA)."""
+        self.status, self.clock, self.expected = text, clock, expected
         if self.live:
             self._redraw()
 

@@ -49,6 +49,7 @@ def test_migrations_build_the_schema_in_memory():
     assert [m.name for m in migrations.applied(db)] == [
         "m001_runs_and_experiments",
         "m002_run_metric_and_experiment_tree",
+        "m_views_agents_and_invocations",
     ]
     assert {"metric", "direction"} <= set(db["runs"].columns_dict) and "tree" in columns
 
@@ -189,7 +190,9 @@ def test_a_ledger_written_by_the_current_release_is_migrated(tmp_path):
     assert [m.name for m in migrations.applied(history.db)] == [
         "m001_runs_and_experiments",
         "m002_run_metric_and_experiment_tree",
+        "m_views_agents_and_invocations",
     ]
+    assert history.invocations("nov30") == [] and history.experiments("nov30")[1]["agent"] is None
     run = history.run("nov30")
     assert (run["noise"], run["metric"], run["direction"]) == (0.0021, None, None)
     rows = history.experiments("nov30")
