@@ -101,6 +101,13 @@ def m002_run_metric_and_experiment_tree(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m003_measured_usage(db: sqlite_utils.Database) -> None:
+    """What the harness itself measured of an experiment's first measurement (not the evaluator)."""
+    db["experiments"].add_column("measure_cpu_seconds", float)  # CPU of the whole process tree
+    db["experiments"].add_column("measure_peak_mb", float)  # peak resident memory of the tree
+
+
 # ---- views (issue 13): who proposed each experiment, and every invocation of a run
 
 
@@ -122,13 +129,6 @@ def m_views_agents_and_invocations(db: sqlite_utils.Database) -> None:
         foreign_keys=[("run", "runs", "tag")],
     )
     db["invocations"].create_index(["run", "started_at"])
-
-
-@migrations()
-def m003_measured_usage(db: sqlite_utils.Database) -> None:
-    """What the harness itself measured of an experiment's first measurement (not the evaluator)."""
-    db["experiments"].add_column("measure_cpu_seconds", float)  # CPU of the whole process tree
-    db["experiments"].add_column("measure_peak_mb", float)  # peak resident memory of the tree
 
 
 @migrations()

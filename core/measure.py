@@ -24,7 +24,6 @@ INTEGER = re.compile(r"[+-]?[0-9]+")
 FLOAT = re.compile(
     r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE
 )
-GRACE_SECONDS = 5.0
 POLL_SECONDS = 0.05
 LOG_FULL = "log file size limit reached (disk full?)"
 

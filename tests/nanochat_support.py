@@ -63,3 +63,13 @@ def load_scripts(root: Path):
         return importlib.import_module("prepare"), importlib.import_module("train")
     finally:
         sys.path.remove(str(root))
+
+
+def _template_prepare():
+    """The template's prepare.py as a module (packing and peak tables need no workspace)."""
+    from autoresearch.plugins.nanochat_bpb import template_prepare
+
+    return template_prepare()
+
+
+TEMPLATE_PREPARE = _template_prepare()

@@ -62,7 +62,7 @@ def test_run_tags_git_cannot_name_are_one_line(toy, tag):
 def test_run_takes_run_and_log_show_take_tag(toy):
     result = invoke("run", "--agent", "mutate", "--run", "t", "--max-experiments", "0", "--accept", "strict")
     assert result.exit_code == 0, result.output
-    assert git(toy, "rev-parse", "--abbrev-ref", "autoresearch/t") == "autoresearch/t"  # not checked out
+    assert git(toy, "branch", "--list", "autoresearch/t").strip() == "autoresearch/t"
     assert "run t (command, agent mutate)" in invoke("log", "--tag", "t").output
     assert "experiment 0 of run t: baseline" in invoke("show", "0", "--tag", "t").output
 

@@ -49,8 +49,8 @@ def test_migrations_build_the_schema_in_memory():
     assert [m.name for m in migrations.applied(db)] == [
         "m001_runs_and_experiments",
         "m002_run_metric_and_experiment_tree",
-        "m_views_agents_and_invocations",
         "m003_measured_usage",
+        "m_views_agents_and_invocations",
         "m004_slots_pending_per_experiment",
     ]
     assert {"metric", "direction"} <= set(db["runs"].columns_dict) and "tree" in columns
@@ -193,8 +193,8 @@ def test_a_ledger_written_by_the_current_release_is_migrated(tmp_path):
     assert [m.name for m in migrations.applied(history.db)] == [
         "m001_runs_and_experiments",
         "m002_run_metric_and_experiment_tree",
-        "m_views_agents_and_invocations",
         "m003_measured_usage",
+        "m_views_agents_and_invocations",
         "m004_slots_pending_per_experiment",
     ]
     assert history.invocations("nov30") == [] and history.experiments("nov30")[1]["agent"] is None

@@ -75,8 +75,10 @@ PRESETS = {
             "DEVICE_BATCH_SIZE": 16,
             "COMPILE": False,
         },
-        "startup_seconds": 60,
-        "eval_seconds": 90,
+        # generous for busy machines: quiet, start-up takes ~15 s and evaluation ~45 s (two model
+        # processes, 512 rows and the causality check's 255)
+        "startup_seconds": 120,
+        "eval_seconds": 180,
     },
 }
 
@@ -366,6 +368,23 @@ class NanochatBpb(Target):
             (root / "train.py").write_text(source)
 
     # -----------------------------------------------------------------------
+    # What the sandbox must know about the cache (the names of iso's Target interface)
+
+    def corpus_dir(self) -> Path:
+        """The cache folder of this workspace's corpus (as prepare.py lays it out)."""
+        cache = os.environ.get("AUTORESEARCH_CACHE") or Path.home() / ".cache" / "autoresearch"
+        return Path(cache) / "nanochat_bpb" / self.config["corpus_id"]
+
+    def secret_paths(self) -> list[Path]:
+        """Absent while train.py trains: the validation split (documents and packed rows)."""
+        return [self.corpus_dir() / "val"]
+
+    def cache_files(self) -> list[Path]:
+        """Files the metric depends on: the tokenizer, its byte table and the validation rows."""
+        s = self.config["settings"]
+        tokenizer = self.corpus_dir() / f"tokenizer_v{s['VOCAB_SIZE']}"
+        rows = f"rows_v{s['VOCAB_SIZE']}_t{s['MAX_SEQ_LEN']}_n{s['EVAL_TOKENS']}_b{s['EVAL_BATCH_SIZE']}.npy"
+        return [tokenizer / "token_bytes.pt", tokenizer / "tokenizer.pkl", self.corpus_dir() / "val" / rows]
 
     def prepare(self, root: Path | None, echo=print) -> None:
         """Run the workspace's prepare.py (outside a workspace, a rendered copy) with its output
@@ -389,72 +408,60 @@ class NanochatBpb(Target):
                 raise ConfigError(f"prepare.py failed: {last}")
 
     def evaluate(self, evaluation: Evaluation) -> Measurement:
-        """Train (launcher process), then evaluate (evaluator process); the metric comes only
-        from the evaluator's result file, never from train.py's output. The validation split is
-        absent from the training command's sandbox (``secret_paths``)."""
+        """Two commands: ``prepare.py train`` (the launcher; the validation split is a secret
+        path, absent from its sandbox) and ``prepare.py eval`` (the evaluator). Neither imports
+        train.py: training and the model run in their children. The metric is read only from the
+        evaluator's result.json, never from train.py's output."""
         started = time.time()
         seed = evaluation.seed
         env = {"AUTORESEARCH_SEED": str(42 if seed is None else seed), "PYTHONDONTWRITEBYTECODE": "1"}
+        budget, log_path = evaluation.budget, evaluation.log_path
         run_dir = evaluation.scratch / "run"
         run_dir.mkdir()
-        command = [
-            sys.executable,
-            "prepare.py",
-            "train",
-            "--budget",
-            repr(float(evaluation.budget)),
-            "--run-dir",
-            str(run_dir),
-        ]
-        deadline = evaluation.budget + self.config["startup_seconds"]
-        result = evaluation.run(command, deadline=deadline, env=env)
-        if result.status != "ok":
-            return self.failure(result, "training", started)
-        command = [
-            sys.executable,
-            "prepare.py",
-            "eval",
-            "--run-dir",
-            str(run_dir),
-            "--started",
-            repr(started),
-        ]
-        result = evaluation.run(command, deadline=self.config["eval_seconds"], env=env, secrets=True)
-        if result.status != "ok":
-            return self.failure(result, "evaluation", started)
-        try:
-            summary = json.loads((run_dir / "result.json").read_text())
-            val_bpb = float(summary.pop("val_bpb"))
-        except (OSError, ValueError, KeyError):
-            return Measurement("crash", reason="the evaluator wrote no result", seconds=time.time() - started)
-        return Measurement("ok", metric=val_bpb, extras=summary, seconds=time.time() - started)
+        python = [sys.executable, "prepare.py"]
+        command = [*python, "train", "--budget", repr(float(budget)), "--run-dir", str(run_dir)]
+        result = evaluation.run(command, deadline=budget + self.config["startup_seconds"], env=env)
+        outcome = read_outcome(run_dir / "train_report.json")
+        if result.status == "ok" and outcome and outcome["status"] == "ok":
+            command = [*python, "eval", "--run-dir", str(run_dir), "--started", repr(started)]
+            result = evaluation.run(command, deadline=self.config["eval_seconds"], env=env, secrets=True)
+            outcome = read_outcome(run_dir / "result.json")
+        seconds = time.time() - started
+        if result.status != "ok" or outcome is None:
+            reason = self.failure_reason(result, budget)
+            status = "crash" if result.status == "ok" else result.status
+            return Measurement(status, reason=reason, seconds=seconds, log_path=str(log_path))
+        status = outcome.pop("status")
+        if status != "ok":
+            status = "invalid" if status == "invalid" else "crash"
+            return Measurement(status, reason=outcome.get("reason"), seconds=seconds, log_path=str(log_path))
+        val_bpb = float(outcome.pop("val_bpb"))
+        return Measurement("ok", metric=val_bpb, extras=outcome, seconds=seconds, log_path=str(log_path))
 
-    def corpus_dir(self) -> Path:
-        """The cache folder of this workspace's corpus (as prepare.py lays it out)."""
-        cache = os.environ.get("AUTORESEARCH_CACHE") or Path.home() / ".cache" / "autoresearch"
-        return Path(cache) / "nanochat_bpb" / self.config["corpus_id"]
+    def failure_reason(self, result: RunResult, budget: float) -> str:
+        """Why a command ended without a result, and what the user can do about it."""
+        if result.status != "timeout":
+            return f"the harness ended without a result ({result.reason}); the log's last lines say why"
+        phases = re.findall(r"^phase: (\w+)\s*$", result.output(), re.MULTILINE)
+        startup, evaluation = self.config["startup_seconds"], self.config["eval_seconds"]
+        if not phases:
+            return (f"start-up ran past its {startup:g}s allowance before timed training began "
+                    "(interpreter, compilation, the untimed warm-up steps): make train.py start "
+                    "faster, or raise startup_seconds in autoresearch.yaml on a slow or busy machine")
+        if phases[-1] == "training":
+            return (f"training ran past the {budget:g}s budget and its allowances: train.py must "
+                    "stop once its timed training reaches TIME_BUDGET")
+        return (f"evaluation ran past its {evaluation:g}s allowance: raise eval_seconds in "
+                "autoresearch.yaml on a slow or busy machine, or make the model's forward pass faster")
 
-    def secret_paths(self) -> list[Path]:
-        return [self.corpus_dir() / "val"]
 
-    def cache_files(self) -> list[Path]:
-        tokenizer = self.corpus_dir() / f"tokenizer_v{self.config['settings']['VOCAB_SIZE']}"
-        return [tokenizer / "token_bytes.pt", tokenizer / "tokenizer.pkl"]
-
-    def failure(self, result: RunResult, stage: str, started: float) -> Measurement:
-        """A failed stage. The log's last line says what went wrong (the engine shows it)."""
-        if result.status == "timeout":
-            allowance = (
-                "the budget plus the start-up allowance"
-                if stage == "training"
-                else "the evaluation allowance"
-            )
-            reason = f"{stage} ran past {allowance}"
-        else:
-            reason = f"{stage} failed ({result.reason})"
-        return Measurement(
-            result.status, reason=reason, seconds=time.time() - started, log_path=str(result.log_path)
-        )
+def read_outcome(path: Path) -> dict | None:
+    """A result file of the launcher or the evaluator: a mapping with a status, else None."""
+    try:
+        outcome = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return outcome if isinstance(outcome, dict) and "status" in outcome else None
 
 
 @hookimpl

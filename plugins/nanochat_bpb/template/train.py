@@ -27,8 +27,10 @@ from prepare import (
     get_device,
     make_dataloader,
     peak_flops,
+    report_progress,
     save_model,
     synchronize,
+    training_started,
 )
 
 # ---------------------------------------------------------------------------
@@ -46,8 +48,10 @@ class GPTConfig:
 
 
 def norm(x):
-    """RMSNorm without a learned weight."""
-    return F.rms_norm(x, (x.size(-1),))
+    """RMSNorm without a learned weight, in x's dtype: autocast off, because torch >= 2.10 would
+    run it in fp32 under CUDA autocast where the original's torch (2.9) keeps bf16."""
+    with torch.autocast(x.device.type, enabled=False):
+        return F.rms_norm(x, (x.size(-1),))
 
 
 def has_ve(layer_idx: int, n_layer: int) -> bool:
@@ -287,7 +291,12 @@ def adamw_step(p, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight
 
 
 def muon_step(grads, params, momentum_buffer, second_moment, momentum, lr, weight_decay, beta2):
-    """One Muon update of a stack of same-shape matrices (num, rows, cols), in place."""
+    """One Muon update of a stack of same-shape matrices (num, rows, cols), in place.
+
+    As in the original, lr, weight decay and beta2 act in the update's dtype (bf16): beta2 0.95
+    is 0.94921875 there."""
+    lr, weight_decay, beta2 = (torch.as_tensor(v, dtype=torch.float32).to(torch.bfloat16)
+                               for v in (lr, weight_decay, beta2))
     # Nesterov momentum
     momentum_buffer.lerp_(grads, 1 - momentum)
     update = grads.lerp_(momentum_buffer, momentum)
@@ -304,7 +313,7 @@ def muon_step(grads, params, momentum_buffer, second_moment, momentum, lr, weigh
     red_size = X.size(red_dim)
     v_mean = X.float().square().mean(dim=red_dim, keepdim=True)
     v_norm = (v_mean.sum(dim=(-2, -1), keepdim=True) * red_size).sqrt()
-    second_moment.lerp_(v_mean.to(second_moment.dtype), 1 - beta2)
+    second_moment += (v_mean.to(second_moment.dtype) - second_moment) * (1 - beta2)  # lerp
     step_size = second_moment.clamp_min(1e-10).rsqrt()
     new_norm = (v_mean * red_size * step_size.square()).sum(dim=(-2, -1), keepdim=True).sqrt()
     update = X * (step_size * (v_norm / new_norm.clamp_min(1e-10))).to(X.dtype)
@@ -461,9 +470,12 @@ def main():
     smooth_train_loss = 0.0
     total_training_time = 0.0
     last_log = 0.0
+    next_progress = 0.05  # a progress line for the harness at every 5% of the budget
     step = 0
     while True:
         synchronize(device)
+        if step == 11:  # the first timed step: the harness's clock starts here too
+            training_started()
         t0 = time.time()
         for _ in range(grad_accum_steps):
             with autocast_ctx:
@@ -503,6 +515,9 @@ def main():
                   f"tok/sec: {int(TOTAL_BATCH_SIZE / dt):,}{mfu} | epoch: {epoch} | "
                   f"remaining: {remaining:.0f}s", flush=True)
 
+        if progress >= next_progress:
+            report_progress(progress, debiased)
+            next_progress += 0.05
         if step == 0:  # Python's GC pauses would otherwise show up as slow steps
             gc.collect()
             gc.freeze()
@@ -524,9 +539,9 @@ def main():
     }
     if peak:
         stats["mfu_percent"] = 100 * flops_per_step * (step - 11) / total_training_time / peak
-    save_model(model, config, stats)
     print(f"\ntrained {step} steps in {total_training_time:.1f}s ({time.time() - t_start:.1f}s "
-          "in all); val_bpb is computed by the harness next")
+          "in all); val_bpb is computed by the harness next", flush=True)
+    save_model(model, config, stats)  # ends this process
 
 
 if __name__ == "__main__":
