@@ -32,8 +32,9 @@ from .cache import CacheManifest
 from .checkout import Checkouts
 from .config import check_editable
 from .display import Display
+from .executors import Job, make_executor
 from .history import History, LedgerError, Pending, now
-from .measure import Evaluation, Runner, Usage
+from .measure import Runner, Usage
 from .processes import kill_group
 from .slots import CANDIDATE, CONFIRM, SlotPool, make_slots, parse_devices
 from .strategy import STRATEGIES
@@ -80,6 +81,8 @@ class RunOptions:
     ahead: int | None = None  # proposals drafted ahead (default: the slots; 0 with one slot)
     stale: str = "revalidate"  # a keep whose parent is no longer the incumbent: revalidate | discard
     strategy: str = "incumbent"
+    executor: str = "local"  # where measurements run: local | ray
+    ray_address: str | None = None  # --executor ray: the cluster (None: a local Ray, or $RAY_ADDRESS)
     brief: BriefSettings = field(default_factory=BriefSettings)
 
 
@@ -149,6 +152,16 @@ class Engine:
         if options.no_network and sandbox.bwrap_problem():
             raise ConfigError(f"--no-network needs the sandbox, but {sandbox.bwrap_problem()}")
         self.checkouts = Checkouts(workspace)
+        self.executor = make_executor(
+            options.executor,
+            options.ray_address,
+            options.devices,
+            target=target,
+            runner=self.runner,
+            checkouts=self.checkouts,
+            memory_limit_mb=options.memory_limit_mb,
+            log_limit_mb=options.log_limit_mb,
+        )
         self.slots = SlotPool(make_slots(options.slots, parse_devices(options.devices)))
         default_ahead = self.slots.size if self.slots.size > 1 else 0  # one slot: today's loop
         self.ahead = default_ahead if options.ahead is None else options.ahead
@@ -216,6 +229,7 @@ class Engine:
             if self.draft is not None:
                 self.draft.close()
             self.checkouts.remove_measurements()
+            self.executor.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             with suppress(LedgerError):  # a lost ledger takes no more writes; its line is the error
@@ -548,7 +562,7 @@ class Engine:
 
     def _place(self) -> dict:
         """Where this thread's last measurement ran: its slot and machine."""
-        return {"slot": getattr(self.current, "slot", 0), "host": self.host}
+        return {"slot": getattr(self.current, "slot", 0), "host": self.executor.host() or self.host}
 
     def _decide(self, row: dict, metric: float) -> Decision:
         extra = {"runs": 0}
@@ -599,23 +613,12 @@ class Engine:
         log_path = self.logs / f"{number}.log"
         usage = Usage()
         try:
-            with self.slots.take(priority) as slot, self.checkouts.measurement(commit) as checkout:
+            with self.slots.take(priority) as slot:
                 self.current.slot = slot.index
-                evaluation = Evaluation(
-                    root=checkout.root,
-                    scratch=checkout.scratch,
-                    budget=self.budget,
-                    seed=self._seed(number, seed_offset),
-                    log_path=log_path,
-                    runner=self.runner,
-                    overhead=self.target.overhead,
-                    secrets=tuple(self.target.secret_paths()),
-                    network=self.network,
-                    usage=usage,
-                    env=slot.env,
-                )
-                measurement = self.target.evaluate(evaluation)
-        except Exception as error:  # a bug in the target plugin is a crash, not the end of the run
+                seed = self._seed(number, seed_offset)
+                job = Job(commit, log_path, self.budget, seed, self.network, slot.env)
+                measurement, usage = self.executor.measure(job)
+        except Exception as error:  # a checkout that cannot be made (disk full) is a crash too
             measurement = Measurement("crash", reason=f"evaluator error: {type(error).__name__}: {error}")
         finally:
             self.phase = "check"

@@ -262,6 +262,7 @@ class NanochatBpb(Target):
             overhead=self.config["startup_seconds"] + self.config["eval_seconds"],
             takes_seed=True,
         )
+        self.gpu = self.config["device"] in ("auto", "cuda")  # a Ray task asks for a GPU
 
     @classmethod
     def default_config(cls, options: dict) -> dict:
