@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -46,14 +47,23 @@ def node_dir(tmp_path_factory):
     """A local Ray cluster (2 CPUs, 2 fake GPUs) for the session; its node folder."""
     folder = tmp_path_factory.mktemp("ray-node")
     os.environ.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
-    ray.init(
-        num_cpus=2,
-        num_gpus=2,
-        include_dashboard=False,
-        object_store_memory=200 * 2**20,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"AUTORESEARCH_CACHE": str(folder), "HOME": str(folder)}},
-    )
+    # The node's processes keep the environment Ray starts with (every job's workers do).
+    saved = {key: os.environ.get(key) for key in ("AUTORESEARCH_CACHE", "HOME")}
+    os.environ.update(AUTORESEARCH_CACHE=str(folder), HOME=str(folder))
+    try:
+        ray.init(
+            num_cpus=2,
+            num_gpus=2,
+            include_dashboard=False,
+            object_store_memory=200 * 2**20,
+            log_to_driver=False,
+        )
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     yield folder / "ray"
     ray.shutdown()
 
@@ -166,6 +176,18 @@ def evaluators(hold: Path) -> list[psutil.Process]:
     return [p for p in found if "python" in " ".join(p.info["cmdline"] or [])]
 
 
+def running_in(folder: Path) -> list[psutil.Process]:
+    """The processes whose working directory is in ``folder`` (evaluators in its checkouts)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if Path(proc.cwd()).is_relative_to(folder):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
 @pytest.mark.parametrize("kills", [1, 2])
 def test_a_lost_task_runs_again_once_then_is_a_crash(node_dir, tmp_path, kills):
     root = gpu_workspace(tmp_path / "ws", HOLDING)
@@ -256,3 +278,32 @@ def test_ray_not_installed_is_one_line(toy, monkeypatch):
     assert result.exit_code != 0
     assert result.output.strip().endswith("pip install 'autoresearch[ray]'"), result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_ctrl_c_of_a_run_on_a_ray_cluster_stops_its_task(node_dir, tmp_path):
+    """The whole run, in its own process, connected by --ray-address to the session's cluster."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    root = gpu_workspace(tmp_path / "ws", HOLDING.replace('os.environ["HOLD"]', repr(str(hold))))
+    address = ray.get_runtime_context().gcs_address
+    args = ["--executor", "ray", "--ray-address", address, "--accept", "strict"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autoresearch.cli", "run", "--agent", "mutate", "--tag", "t", *args],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    log = root / ".autoresearch" / "logs" / "t" / "0.log"
+    try:
+        wait_for(lambda: log.exists() and "started" in log.read_text())  # the baseline, on the cluster
+        assert running_in(node_dir / "checkouts")
+        assert re.search(r"^ray: node .*, worker pid \d+", log.read_text(), re.M)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        hold.unlink(missing_ok=True)
+    assert proc.returncode == 0 and "stopped: interrupted by the user" in output, output
+    wait_for(lambda: not running_in(node_dir / "checkouts"), 10)  # its evaluator stopped too
+    assert git(root, "rev-parse", "autoresearch/t") == git(root, "rev-parse", "main")

@@ -105,8 +105,15 @@ def _remove_orphans(checkouts: Path) -> None:
     """Remove the scratch checkouts of tasks whose worker died (killed, or lost with its node)."""
     for folder in checkouts.glob("measure-*"):
         pid = folder.name.split("-")[1]
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+        if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE  # a killed worker not yet reaped
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _chunks(output) -> Iterator[bytes]:

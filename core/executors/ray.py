@@ -93,9 +93,11 @@ class RayExecutor(Executor):
                 f"target {target.name} needs a GPU for each measurement, but the Ray cluster has none; "
                 "start its nodes on GPU machines (or, for nanochat_bpb, set device: cpu)"
             )
-        self.task = ray.remote(_task).options(
-            num_returns="streaming", num_gpus=gpus, num_cpus=0 if gpus else 1, max_retries=0
-        )
+        # max_calls=0: a worker may run task after task. Ray starts a fresh worker for every GPU
+        # task by default, to free the GPU memory it holds; ours holds none (the evaluator is a
+        # subprocess), and a fresh worker costs a second or more per measurement.
+        task = ray.remote(num_returns="streaming", max_retries=0, max_calls=0)(_task)
+        self.task = task.options(num_gpus=gpus, num_cpus=0 if gpus else 1)
         self.where = threading.local()
         self.shipped: list[tuple[str, str, int]] = []  # (commit, how, bytes) per measurement
 
