@@ -12,9 +12,11 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .protocol import Allowances, PhaseClock
 from .target import Measurement
 
 SECRET_ENV = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
@@ -30,7 +32,10 @@ class SummaryError(ValueError):
 
 @dataclass
 class RunResult:
-    """How one evaluator process ended. ``status``: ok, crash, timeout, interrupted."""
+    """How one evaluator process ended. ``status``: ok, crash, timeout, interrupted, aborted.
+
+    ``aborted``: the ``on_progress`` callback asked to stop it (early abort).
+    """
 
     status: str
     returncode: int | None
@@ -219,7 +224,9 @@ class Runner:
         self.env_passthrough = list(env_passthrough or [])
         self.on_start = on_start
         self.interrupted = threading.Event()
-        self.progress: tuple[float, float] | None = None  # (started, deadline) of the command
+        self.clock: PhaseClock | None = None  # the phase of the command in flight (live display)
+        # Called with each progress line's values; a returned string stops the command (early abort).
+        self.on_progress: Callable[[dict[str, float]], str | None] | None = None
 
     def interrupt(self) -> None:
         self.interrupted.set()
@@ -234,10 +241,14 @@ class Runner:
         command: str | list[str],
         cwd: Path,
         log_path: Path,
-        deadline: float,
+        deadline: float | Allowances,
         env: dict[str, str] | None = None,
     ) -> RunResult:
-        """Run ``command`` (a shell string or argv) with output appended to ``log_path``."""
+        """Run ``command`` (a shell string or argv) with output appended to ``log_path``.
+
+        ``deadline``: seconds (one fixed deadline), or per-phase ``Allowances`` that follow the
+        command's ``phase:`` lines (see ``protocol``).
+        """
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
@@ -255,11 +266,13 @@ class Runner:
             )
         if self.on_start:
             self.on_start(proc.pid)
-        self.progress = (started, started + deadline)
+        self.clock = PhaseClock(deadline, started)
         try:
-            status, reason = self._watch(proc, started + deadline)
+            with open(log_path, "rb") as output:
+                output.seek(offset)
+                status, reason = self._watch(proc, self.clock, output)
         finally:
-            self.progress = None
+            self.clock = None
             if self.on_start:
                 self.on_start(None)
         seconds = time.monotonic() - started
@@ -270,14 +283,18 @@ class Runner:
             reason = LOG_FULL  # Python ignores SIGXFSZ: the write fails and it exits 1
         return RunResult(status, proc.returncode, seconds, log_path, reason, span)
 
-    def _watch(self, proc: subprocess.Popen, deadline: float) -> tuple[str, str | None]:
+    def _watch(self, proc: subprocess.Popen, clock: PhaseClock, output) -> tuple[str, str | None]:
         checked_memory = 0.0
         while proc.poll() is None:
             now = time.monotonic()
             if self.interrupted.is_set():
                 return self._stop(proc, "interrupted", "stopped by the user")
-            if now > deadline:
-                return self._stop(proc, "timeout", "ran past the budget plus overhead")
+            for progress in clock.feed(output.read().decode("utf-8", errors="replace"), now):
+                stop = self.on_progress(progress) if self.on_progress else None
+                if stop:
+                    return self._stop(proc, "aborted", stop)
+            if now > clock.deadline:
+                return self._stop(proc, "timeout", clock.overrun())
             if self.memory_limit and now - checked_memory > 0.5:
                 checked_memory = now
                 rss = group_rss_bytes(proc.pid)
@@ -286,6 +303,9 @@ class Runner:
                     return self._stop(proc, "crash", f"memory {rss / 2**20:.0f} MB > {limit_mb:.0f}")
             time.sleep(POLL_SECONDS)
         kill_group(proc.pid, grace=0)  # children it left behind
+        for progress in clock.feed(output.read().decode("utf-8", errors="replace") + "\n", time.monotonic()):
+            if self.on_progress:
+                self.on_progress(progress)  # the curve's last points; too late to stop anything
         return "ok", None
 
     def _stop(self, proc: subprocess.Popen, status: str, reason: str) -> tuple[str, str]:

@@ -9,6 +9,7 @@ scripts are rendered from ``template/`` with the preset's constants baked in.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.resources
 import importlib.util
 import json
@@ -256,7 +257,8 @@ class NanochatBpb(Target):
             editable=["train.py"],
             protected=["prepare.py", "program.md"],
             budget=self.config["budget"],
-            overhead=self.config["startup_seconds"] + self.config["eval_seconds"],
+            startup_seconds=self.config["startup_seconds"],
+            eval_seconds=self.config["eval_seconds"],
             takes_seed=True,
         )
 
@@ -405,8 +407,8 @@ class NanochatBpb(Target):
                 "--run-dir",
                 str(run_dir),
             ]
-            deadline = budget + self.config["startup_seconds"]
-            result = runner.run(command, Path(root), log_path, deadline, env)
+            training = dataclasses.replace(self.allowances(budget), evaluation=0)  # evaluated below
+            result = runner.run(command, Path(root), log_path, training, env)
             if result.status != "ok":
                 return self.failure(result, "training", started)
             command = [

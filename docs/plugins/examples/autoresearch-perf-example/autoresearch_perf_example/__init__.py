@@ -23,11 +23,11 @@ class PerfExample(Target):
 
     def __init__(self):
         super().__init__(
-            metric=Metric("runtime_ms", "lower"),
+            metric=Metric("runtime_ms", "lower", noise="relative"),  # a duration: noise scales with it
             editable=["multiply.py"],
             protected=["test_multiply.py", "benchmark.py"],
             budget=30,
-            overhead=10,
+            startup_seconds=10,
         )
 
     @classmethod
@@ -40,7 +40,7 @@ class PerfExample(Target):
     def evaluate(
         self, root: Path, runner: Runner, budget: float, seed: int | None, log_path: Path
     ) -> Measurement:
-        deadline = budget + self.overhead
+        deadline = self.allowances(budget)
         tests = [sys.executable, "-m", "unittest", "test_multiply"]
         result = runner.run(tests, root, log_path, deadline, NO_BYTECODE)
         if result.status == "crash":  # a failing test exits 1: the answer is wrong, never measured

@@ -37,7 +37,7 @@ class PromptExample(Target):
             editable=["prompt.txt"],
             protected=["train.jsonl"],
             budget=budget,
-            overhead=30,
+            startup_seconds=30,
             env_passthrough=[KEY_ENV],  # the harness removes API keys from the evaluator's env otherwise
         )
         self.model = model
@@ -69,7 +69,7 @@ class PromptExample(Target):
     def evaluate(self, root, runner, budget, seed, log_path) -> Measurement:
         argv = [sys.executable, "-m", "autoresearch_prompt_example.evaluate", "prompt.txt", "train.jsonl"]
         argv += ["--model", self.model] + (["--base-url", self.base_url] if self.base_url else [])
-        result = runner.run(argv, root, log_path, budget + self.overhead)
+        result = runner.run(argv, root, log_path, self.allowances(budget))
         return measurement(result, self.metric.name)
 
 
