@@ -205,6 +205,17 @@ def check(budget):
 @click.option(
     "--baseline-runs", type=int, help="Baseline measurements for the noise estimate [3; strict: 1]."
 )
+@click.option(
+    "--no-early-abort", is_flag=True, help="Run every candidate to the end, even when its curve falls behind."
+)
+@click.option(
+    "--abort-after", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+    help="Never abort a candidate before this share of the budget.",
+)  # fmt: skip
+@click.option(
+    "--remeasure-every", type=click.IntRange(0), default=10, show_default=True,
+    help="Noise-aware: re-measure an incumbent not measured for N experiments (drift; 0: never).",
+)  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True, help="Base of harness-chosen seeds.")
 @click.option("--model", help="Model for LLM agents.")
 @click.option("--base-url", help="API base URL for LLM agents.")
@@ -242,6 +253,9 @@ def run(
     min_delta,
     accept,
     baseline_runs,
+    no_early_abort,
+    abort_after,
+    remeasure_every,
     seed,
     model,
     base_url,
@@ -293,6 +307,9 @@ def run(
         memory_limit_mb=memory_limit,
         log_limit_mb=log_limit,
         no_network=no_network,
+        early_abort=not no_early_abort,
+        abort_after=abort_after,
+        remeasure_every=remeasure_every,
     )
     history = open_history(root)
     pm = registry.get_manager()

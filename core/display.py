@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
+from collections.abc import Callable
 
 
 class Display:
@@ -14,7 +14,9 @@ class Display:
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty() if live is None else live
         self.status = ""
-        self.clock: tuple[float, float] | None = None  # (started, budget) of the measurement
+        self.clock: Callable[[], str] | None = (
+            None  # the measurement's phase and time, e.g. "training 40s/300s"
+        )
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -36,10 +38,8 @@ class Display:
             self._redraw()
 
     def _line(self) -> str:
-        if self.clock:
-            started, budget = self.clock
-            return f"{self.status} [{time.monotonic() - started:.0f}s/{budget:.0f}s]"
-        return self.status
+        clock = self.clock() if self.clock else ""
+        return f"{self.status} [{clock}]" if clock else self.status
 
     def _redraw(self) -> None:
         self._write("\r\x1b[K" + self._line())
@@ -49,7 +49,7 @@ class Display:
             self.stream.write(text)
             self.stream.flush()
 
-    def set_status(self, text: str, clock: tuple[float, float] | None = None) -> None:
+    def set_status(self, text: str, clock: Callable[[], str] | None = None) -> None:
         """The live line: experiment, phase, incumbent, last result."""
         self.status, self.clock = text, clock
         if self.live:

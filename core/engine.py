@@ -7,6 +7,7 @@ puts the tree back at the incumbent (or finishes an experiment that was already 
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import signal
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import checks
+from .abort import EarlyAbort
 from .accept import POLICIES, Decision, Evidence
 from .agent import Agent, AgentError, Brief, FatalAgentError
 from .brief import BriefSettings, brief_values, editable_paths, program_text, render
@@ -29,6 +31,7 @@ from .workspace import RunLock, Workspace, WorkspaceError
 
 FAULT_ENV = "AUTORESEARCH_FAULT"  # test hook: SIGKILL ourselves at this named point
 MEASUREMENT_FAILURES = ("crash", "timeout", "interrupted", "invalid")  # a failed Measurement's statuses
+DRIFT_SIGMAS = 3.0  # an incumbent re-measurement this far from its earlier samples is drift
 
 
 class Interrupted(BaseException):
@@ -62,6 +65,9 @@ class RunOptions:
     memory_limit_mb: float | None = None
     log_limit_mb: float | None = None
     no_network: bool = False
+    early_abort: bool = True  # stop a candidate whose progress curve falls behind (needs a curve key)
+    abort_after: float = 0.2  # never before this share of the budget
+    remeasure_every: int = 10  # noise-aware: measure the incumbent when not measured for this many
     brief: BriefSettings = field(default_factory=BriefSettings)
 
 
@@ -120,7 +126,7 @@ class Engine:
         self.policy = POLICIES[options.accept](target.metric, options.min_delta)
         if options.accept == "noise" and options.baseline_runs < 2:
             raise ConfigError("--accept noise needs --baseline-runs 2 or more (or use --accept strict)")
-        self.evidence = Evidence()
+        self.evidence = Evidence(relative=target.metric.noise == "relative")
         self.runner = Runner(
             memory_limit_mb=options.memory_limit_mb,
             log_limit_mb=options.log_limit_mb,
@@ -149,7 +155,7 @@ class Engine:
             self._open_run()
             self.target.prepare(self.ws.root, echo=self.display.say)
             self._resume()
-            self.evidence = Evidence.from_rows(self.history.experiments(self.tag))
+            self.evidence = Evidence.from_rows(self.history.experiments(self.tag), self.evidence.relative)
             if (
                 self.options.accept == "noise"
                 and self.history.incumbent(self.tag)
@@ -269,14 +275,23 @@ class Engine:
     def _baseline(self) -> None:
         head = self.ws.head()
         self.history.set_pending(self.tag, 0, "measure", {"parent": head})
-        samples, measurement = [], None
+        samples, curves, measurement = [], [], None
         started = time.monotonic()
-        for run in range(self.options.baseline_runs):
-            self._show(f"baseline {run + 1}/{self.options.baseline_runs}: measuring", clock=True)
-            measurement = self._measure(0, seed_offset=run)
+        runs = self.options.baseline_runs
+        if runs > 1:
+            each = self.budget + self.target.startup_seconds + self.target.eval_seconds
+            self.display.say(
+                f"measuring the baseline {runs} times to estimate the noise "
+                f"(up to about {runs * each / 60:.0f} min: {runs} x {each:.0f} s)"
+            )
+        for run in range(runs):
+            self._show(f"baseline {run + 1}/{runs}: measuring", clock=True)
+            watch = self._watcher(abort=False)
+            measurement = self._measure(0, seed_offset=run, watch=watch)
             if not measurement.ok:
                 break
             samples.append(measurement.metric)
+            curves.append(watch.curve if watch else [])
         if len(samples) < self.options.baseline_runs:
             self.history.clear_pending(self.tag)
             if measurement.status == "interrupted":
@@ -287,7 +302,7 @@ class Engine:
             )
         row = self._row(0, head, head, "baseline", "untouched baseline", started)
         row = self._with_measurement(row, measurement)
-        row |= {"metric": statistics.fmean(samples), "samples": samples}
+        row |= {"metric": statistics.fmean(samples), "samples": samples, "curves": {"samples": curves}}
         self._finish(row, keep=True)
 
     # ---- one experiment
@@ -353,9 +368,14 @@ class Engine:
         if problem:
             return self._discard(row | {"status": "invalid", "reason": problem})
         self._show(f"experiment {number}: measuring", clock=True)
-        measurement = self._measure(number)
+        watch = self._watcher(abort=True)
+        measurement = self._measure(number, watch=watch)
         fault("measured")
         row = self._with_measurement(row, measurement)
+        if watch and watch.reason:  # early abort: a discard, never a sample of the metric
+            aborted = {"status": "discard", "reason": watch.reason, "curves": {"aborted": [watch.curve]}}
+            return self._discard(row | aborted)
+        row["curves"] = {"samples": [watch.curve if watch else []], "incumbent_samples": []}
         if not measurement.ok:
             raise_after = measurement.status == "interrupted"
             return self._discard(row, raise_after=raise_after)
@@ -376,37 +396,85 @@ class Engine:
         return self._finish(row, decision.keep)
 
     def _decide(self, row: dict, metric: float) -> Decision:
+        """The policy's decision, after re-measuring an incumbent not measured for a while (drift)."""
         extra = {"runs": 0}
+        curves = row["curves"]
 
-        def remeasure_candidate() -> float | None:
+        def remeasure(side: str) -> float | None:
             extra["runs"] += 1
-            m = self._measure(row["number"], seed_offset=1000 * extra["runs"])
+            watch = self._watcher(abort=False)
+            m = self._measure(row["number"], seed_offset=1000 * extra["runs"], watch=watch)
+            if m.ok:
+                curves[side].append(watch.curve if watch else [])
             return m.metric if m.ok else None
 
         def remeasure_incumbent() -> float | None:
-            extra["runs"] += 1
             self.ws.reset_to(row["parent_commit"])
             try:
-                m = self._measure(row["number"], seed_offset=1000 * extra["runs"])
+                return remeasure("incumbent_samples")
             finally:
                 self.ws.reset_to(row["commit"])
-            return m.metric if m.ok else None
 
-        self._show(f"experiment {row['number']}: deciding")
-        return self.policy.decide(
+        incumbent = self.evidence.recent_incumbent()
+        fresh = []
+        stale = row["number"] - self.evidence.incumbent_measured >= (self.options.remeasure_every or math.inf)
+        if self.options.accept == "noise" and stale:
+            self._show(f"experiment {row['number']}: re-measuring the incumbent (drift check)", clock=True)
+            value = remeasure_incumbent()
+            if value is not None:
+                self._check_drift(row["number"], incumbent, value)
+                fresh = [value]
+        self._show(f"experiment {row['number']}: deciding", clock=True)
+        decision = self.policy.decide(
             metric,
-            list(self.evidence.incumbent),
-            remeasure_candidate,
+            incumbent + fresh,
+            lambda: remeasure("samples"),
             remeasure_incumbent,
             simpler=row["lines_removed"] > row["lines_added"],
             noise=self.evidence.noise,
             largest_gain=self.evidence.largest_gain,
         )
+        decision.incumbent[:0] = fresh
+        decision.failed += extra["runs"] - decision.extra_runs  # a drift check that failed
+        return decision
 
-    def _measure(self, number: int, seed_offset: int = 0) -> Measurement:
+    def _check_drift(self, number: int, samples: list[float], value: float) -> None:
+        """Warn and record on the run when the incumbent now measures beyond the noise of before."""
+        sigma = self.evidence.noise
+        if not sigma or len(samples) < 2:
+            return
+        relative = self.evidence.relative
+        before = statistics.fmean(math.log(x) for x in samples) if relative else statistics.fmean(samples)
+        now_ = math.log(value) if relative else value
+        shift = abs(now_ - before) / (sigma * math.sqrt(1 + 1 / len(samples)))
+        if shift <= DRIFT_SIGMAS:
+            return
+        was = math.exp(before) if relative else before
+        self.display.say(
+            f"warning: the incumbent measures {value:.6g} now, {was:.6g} before ({shift:.1f}σ): "
+            "the machine may be throttled or busy; decisions weigh its recent samples"
+        )
+        drift = (self.history.run(self.tag) or {}).get("drift") or []
+        event = {"number": number, "before": was, "now": value, "sigmas": round(shift, 2), "at": now()}
+        self.history.update_run(self.tag, drift=drift + [event])
+
+    def _watcher(self, abort: bool) -> EarlyAbort | None:
+        """Records a measurement's progress curve; for a candidate's first, may also stop it."""
+        if self.target.curve is None:
+            return None
+        return EarlyAbort(
+            self.target.curve,
+            self.evidence.incumbent_curves,
+            self.evidence.curve_groups,
+            after=self.options.abort_after,
+            enabled=abort and self.options.early_abort,
+        )
+
+    def _measure(self, number: int, seed_offset: int = 0, watch: EarlyAbort | None = None) -> Measurement:
         """Run the target's evaluator once; the log of the experiment collects every run."""
         if self.runner.interrupted.is_set():
             raise Interrupted
+        self.runner.on_progress = watch
         self.phase = "measure"
         log_path = self.logs / f"{number}.log"
         seed = self._seed(number, seed_offset)
@@ -417,6 +485,7 @@ class Engine:
             measurement = Measurement("crash", reason=f"evaluator error: {type(error).__name__}: {error}")
         finally:
             self.phase = "check"
+            self.runner.on_progress = None
         measurement.log_path = str(log_path)
         measurement.seconds = measurement.seconds or time.monotonic() - started
         return measurement
@@ -432,6 +501,7 @@ class Engine:
             "extras": m.extras,
             "measure_seconds": m.seconds,
             "log_path": m.log_path,
+            "throughput": _number(m.extras.get(self.target.throughput or "tokens_per_second")),
         }
         if not m.ok:
             status = m.status if m.status in MEASUREMENT_FAILURES else "crash"
@@ -524,9 +594,7 @@ class Engine:
         if row["status"] not in ("baseline", "keep", "discard"):
             return
         before = self.evidence.noise
-        self.evidence.add(
-            row["status"], row["samples"] or [], row["incumbent_samples"] or [], row["gain"], row["reason"]
-        )
+        self.evidence.add(row)
         if self.evidence.noise != before:
             self.history.update_run(self.tag, noise=self.evidence.noise)
 
@@ -541,7 +609,14 @@ class Engine:
         incumbent = self.history.incumbent(self.tag)
         best = f" | best {incumbent['metric']:.6g}" if incumbent else ""
         last = f" | last: {self.last_result}" if self.last_result else ""
-        self.display.set_status(text + best + last, (time.monotonic(), self.budget) if clock else None)
+        self.display.set_status(text + best + last, self._phase_clock if clock else None)
+
+    def _phase_clock(self) -> str:
+        """The evaluator's phase and its elapsed time against that phase's allowance."""
+        clock = self.runner.clock
+        if clock is None:
+            return ""
+        return f"{clock.phase} {time.monotonic() - clock.phase_started:.0f}s/{clock.allowance:.0f}s"
 
     def _report(self, row: dict) -> None:
         metric = "—" if row["metric"] is None else f"{row['metric']:.6g}"
@@ -574,6 +649,10 @@ class Engine:
         self.runner.interrupt()
         if self.phase == "propose":
             raise Interrupted
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def default_tag() -> str:

@@ -15,7 +15,7 @@ from sqlite_utils.migrations import Migrations
 SQLITE_MAGIC = b"SQLite format 3\x00"
 STATUSES = ("baseline", "keep", "discard", "invalid", "crash", "timeout", "interrupted", "agent_error")
 INCUMBENT_STATUSES = ("baseline", "keep")
-JSON_COLUMNS = ("samples", "incumbent_samples", "extras", "options", "machine", "state")
+JSON_COLUMNS = ("samples", "incumbent_samples", "extras", "options", "machine", "state", "curves", "drift")
 
 migrations = Migrations("autoresearch")
 
@@ -80,6 +80,15 @@ def m001_runs_and_experiments(db: sqlite_utils.Database) -> None:
         pk="run",
         foreign_keys=[("run", "runs", "tag")],
     )
+
+
+@migrations()
+def m002_decisions_curves_throughput_drift(db: sqlite_utils.Database) -> None:
+    # JSON {"samples": [curve, ...], "incumbent_samples": [curve, ...]}, parallel to those lists;
+    # a curve is [[frac, value], ...] of the target's progress key (early abort compares them).
+    db["experiments"].add_column("curves", str)
+    db["experiments"].add_column("throughput", float)  # the evaluator's speed (e.g. tokens/s)
+    db["runs"].add_column("drift", str)  # JSON list: incumbent drifts beyond the noise, as found
 
 
 class LedgerError(Exception):

@@ -1,7 +1,6 @@
 """The live status line."""
 
 import io
-import time
 
 from autoresearch.display import Display
 
@@ -11,15 +10,18 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_live_line_redraws_with_elapsed_and_budget():
+def test_live_line_redraws_with_the_phase_and_its_allowance():
     out = Terminal()
     with Display(out) as display:
         display.set_status(
-            "experiment 3: measuring | best 0.99 | last: keep 0.99", (time.monotonic() - 5, 300)
+            "experiment 3: measuring | best 0.99 | last: keep 0.99", lambda: "training 5s/300s"
         )
         display.say("[  2] keep ...")
     text = out.getvalue()
-    assert "\r\x1b[K" in text and "experiment 3: measuring | best 0.99 | last: keep 0.99 [5s/300s]" in text
+    assert (
+        "\r\x1b[K" in text
+        and "experiment 3: measuring | best 0.99 | last: keep 0.99 [training 5s/300s]" in text
+    )
     assert "[  2] keep ...\n" in text
 
 
