@@ -213,3 +213,30 @@ def test_false_keep_benchmark_meets_its_goals():
     assert noise["false_keep_rate"] <= 0.05 and noise["true_keep_rate"] >= 0.8
     assert results["strict"]["false_keep_rate"] > 0.1
     assert results["strict"]["measurements_per_proposal"] == 1.0
+
+
+def test_relative_noise_is_pooled_and_judged_on_a_log_scale():
+    from autoresearch.accept import Evidence
+
+    rows = [
+        {"status": "baseline", "number": 0, "samples": [40.0, 44.0], "incumbent_samples": [], "gain": None,
+         "reason": None},
+        {"status": "discard", "number": 1, "samples": [20.0, 22.0], "incumbent_samples": [], "gain": 0.0,
+         "reason": "x"},
+    ]  # fmt: skip
+    relative = Evidence.from_rows(rows, relative=True)
+    assert relative.noise == pytest.approx(math.log(1.1) / math.sqrt(2))  # both groups spread 10%
+    assert Evidence.from_rows(rows).noise == pytest.approx(math.sqrt((8 + 2) / 2))  # the slow one dominates
+    runtime = Metric("runtime_ms", "lower", noise="relative")
+    slow = [41.9, 43.1, 40.8]
+    decision = NoiseAwarePolicy(runtime).decide(23.0, slow, Script(), Script(), noise=relative.noise)
+    assert decision.keep and decision.reason == "improved by 1.823x > 1.187x"
+    assert decision.gain == pytest.approx(sum(map(math.log, slow)) / 3 - math.log(23.0))
+    worse = NoiseAwarePolicy(runtime).decide(60.0, slow, Script(), Script(), noise=relative.noise)
+    assert not worse.keep and worse.reason.startswith("not better: gain 0.6987x ≤ ")
+
+
+def test_relative_noise_refuses_values_that_are_not_positive():
+    runtime = Metric("runtime_ms", "lower", noise="relative")
+    decision = NoiseAwarePolicy(runtime).decide(0.0, [1.0, 1.1], Script(), Script(), noise=0.1)
+    assert not decision.keep and "relative noise needs positive values" in decision.reason
