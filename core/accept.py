@@ -142,7 +142,7 @@ class NoiseAwarePolicy(Policy):
         min_delta: float = 0.0,
         *,
         z: float = 2.2,
-        band: float = -0.5,
+        band: float = 0.5,
         max_extra_runs: int = 12,
         too_good: float = 3.0,
     ):
@@ -262,6 +262,12 @@ class Evidence:
         if self.relative:
             return estimate_noise(*[[math.log(x) for x in g] for g in self.groups if min(g) > 0])
         return estimate_noise(*self.groups)
+
+    def stale(self, number: int, every: int) -> bool:
+        """Whether experiment ``number`` should measure the incumbent again first: it was kept on
+        one sample (a lucky one, often: the winner's curse), or not measured for ``every``
+        experiments (drift). Both make later decisions fairer (bench/ratchet_efficiency.py)."""
+        return len(self.incumbent) < 2 or (every > 0 and number - self.incumbent_measured >= every)
 
     def recent_incumbent(self, window: int = RECENT_SAMPLES) -> list[float]:
         """The incumbent's last ``window`` samples: recent ones count, older ones may have drifted."""

@@ -214,7 +214,7 @@ def check(budget):
 )  # fmt: skip
 @click.option(
     "--remeasure-every", type=click.IntRange(0), default=10, show_default=True,
-    help="Noise-aware: re-measure an incumbent not measured for N experiments (drift; 0: never).",
+    help="Noise-aware: re-measure an incumbent not measured for N experiments (drift; 0: off).",
 )  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True, help="Base of harness-chosen seeds.")
 @click.option("--model", help="Model for LLM agents.")

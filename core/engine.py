@@ -417,8 +417,8 @@ class Engine:
 
         incumbent = self.evidence.recent_incumbent()
         fresh = []
-        stale = row["number"] - self.evidence.incumbent_measured >= (self.options.remeasure_every or math.inf)
-        if self.options.accept == "noise" and stale:
+        every = self.options.remeasure_every
+        if self.options.accept == "noise" and self.evidence.stale(row["number"], every):
             self._show(f"experiment {row['number']}: re-measuring the incumbent (drift check)", clock=True)
             value = remeasure_incumbent()
             if value is not None:
