@@ -279,7 +279,7 @@ class Engine:
         started = time.monotonic()
         runs = self.options.baseline_runs
         if runs > 1:
-            each = self.budget + self.target.startup_seconds + self.target.eval_seconds
+            each = self.target.allowances(self.budget).total
             self.display.say(
                 f"measuring the baseline {runs} times to estimate the noise "
                 f"(up to about {runs * each / 60:.0f} min: {runs} x {each:.0f} s)"

@@ -19,7 +19,7 @@ def test_mutate_run_keeps_only_improvements(toy):
     result = invoke("run", "--agent", "mutate", "--max-experiments", "20", "--tag", "t")
     assert result.exit_code == 0, result.output
     assert (
-        "measuring the baseline 3 times to estimate the noise (up to about 2 min: 3 x 40 s)" in result.output
+        "measuring the baseline 3 times to estimate the noise (up to about 2 min: 3 x 45 s)" in result.output
     )
     experiments = rows(toy)
     assert [r["number"] for r in experiments] == list(range(21))
