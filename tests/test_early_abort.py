@@ -1,5 +1,10 @@
 """Early abort on a command target whose evaluator prints a progress curve (real subprocesses)."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from autoresearch.abort import EarlyAbort, curve_noise, value_at
@@ -58,6 +63,13 @@ def test_no_early_abort_runs_every_candidate_to_the_end(curved):
     worse = History(curved / ".autoresearch" / "history.db").experiment("t", 1)
     assert worse["status"] == "discard" and worse["metric"] > 30
     assert worse["reason"].startswith("not better")
+    # bench/early_abort.py replays the run: where would the rule have stopped each candidate?
+    bench = Path(__file__).parents[1] / "bench" / "early_abort.py"
+    command = [sys.executable, str(bench), "--workspace", str(curved), "--tag", "t", "--json"]
+    result = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    assert (result["discarded"], result["kept"], result["discards_aborted"]) == (1, 1, 1)
+    assert result["compute_saved_of_discards"] == 0.8 and result["keeps_aborted"] == 0.0
+    assert result["outcomes"][0]["reason"].startswith("aborted at 20% of the budget")
 
 
 LOSS = Metric("train_loss", "lower")
