@@ -13,7 +13,8 @@ Goals: ≥ 30% of the compute of discarded candidates saved, ≤ 2% of keeps abo
 
 With ``--run-nanochat DATA``, it first makes that run: a fresh ``nanochat_bpb`` workspace on the
 CPU preset with the corpus folder DATA, ``mutate`` proposing ``--experiments`` candidates under a
-``--budget`` of a few seconds, all run to the end. Or analyse an existing run with
+``--budget`` of a few seconds, all run to the end (one measurement each, ``--accept strict``;
+three baseline runs). Or analyse an existing run with
 ``--workspace DIR --tag TAG`` (any target with a curve key).
 
     python bench/early_abort.py --run-nanochat CORPUS [--experiments 24] [--budget 20] [--json]
@@ -94,8 +95,10 @@ def run_nanochat(data: Path, experiments: int, budget: float, root: Path) -> Pat
     autoresearch = [sys.executable, "-m", "autoresearch.cli"]
     init = ["init", "nanochat_bpb", str(workspace), "--preset", "cpu", "--data", str(data)]
     subprocess.run([*autoresearch, *init], check=True)
+    # one measurement per candidate keeps the bench short (where the rule stops a curve does not
+    # depend on the decision); three baseline runs give the spread of repeated curves
     run = ["run", "--agent", "mutate", "--tag", "bench", "--budget", str(budget), "--no-early-abort",
-           "--max-experiments", str(experiments)]  # fmt: skip
+           "--max-experiments", str(experiments), "--accept", "strict", "--baseline-runs", "3"]  # fmt: skip
     subprocess.run([*autoresearch, *run], cwd=workspace, check=True)
     return workspace
 
