@@ -296,9 +296,11 @@ class Engine:
             self.history.clear_pending(self.tag)
             if measurement.status == "interrupted":
                 raise Interrupted
+            # a timeout's reason says what to raise; the evaluator itself may be protected
+            todo = "" if measurement.status == "timeout" else ": the untouched code must measure first"
             raise StopRun(
                 f"the baseline failed ({measurement.status}: {measurement.reason}); see "
-                f"{measurement.log_path} and fix the evaluator, then run again"
+                f"{measurement.log_path}{todo}"
             )
         row = self._row(0, head, head, "baseline", "untouched baseline", started)
         row = self._with_measurement(row, measurement)
