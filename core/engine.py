@@ -421,7 +421,7 @@ class Engine:
         fresh = []
         every = self.options.remeasure_every
         if self.options.accept == "noise" and self.evidence.stale(row["number"], every):
-            self._show(f"experiment {row['number']}: re-measuring the incumbent (drift check)", clock=True)
+            self._show(f"experiment {row['number']}: re-measuring the incumbent", clock=True)
             value = remeasure_incumbent()
             if value is not None:
                 self._check_drift(row["number"], incumbent, value)
@@ -618,7 +618,7 @@ class Engine:
         clock = self.runner.clock
         if clock is None:
             return ""
-        return f"{clock.phase} {time.monotonic() - clock.phase_started:.0f}s/{clock.allowance:.0f}s"
+        return clock.status(time.monotonic())
 
     def _report(self, row: dict) -> None:
         metric = "—" if row["metric"] is None else f"{row['metric']:.6g}"

@@ -114,6 +114,10 @@ class PhaseClock:
         """Seconds the current phase may last in all."""
         return self.deadline - self.phase_started
 
+    def status(self, now: float) -> str:
+        """The live line's view: the phase and its elapsed time against its allowance."""
+        return f"{self.phase} {now - self.phase_started:.0f}s/{self.allowance:.0f}s"
+
     def overrun(self) -> str:
         """Why the command was stopped at its deadline: which phase ran past which allowance."""
         a = self.allowances

@@ -4,7 +4,7 @@ import sys
 
 from autoresearch.history import History
 
-from conftest import MODEL, git, invoke, make_repo
+from conftest import MODEL, configure, git, invoke, make_repo
 
 
 def rows(root):
@@ -80,9 +80,7 @@ def test_a_baseline_timeout_says_which_allowance_to_raise(tmp_path, monkeypatch)
     monkeypatch.chdir(root)
     run = f"{sys.executable} evaluate.py"
     invoke("init", "command", "--edit", "model.py", "--run", run, "--metric", "loss", "--budget", "1")
-    config = root / "autoresearch.yaml"
-    config.write_text(config.read_text() + "startup: 1\nevaluation: 1\n")
-    git(root, "commit", "-qam", "allowances")
+    configure(root, "startup: 1\nevaluation: 1\n")
     result = invoke("run", "--agent", "mutate", "--tag", "t")
     assert result.exit_code == 1
     assert "the baseline failed (timeout: ran past 8 s (start-up 1 + budget 1 + slack 5" in result.output
@@ -91,7 +89,6 @@ def test_a_baseline_timeout_says_which_allowance_to_raise(tmp_path, monkeypatch)
 
 
 def test_reseeding_is_flagged_when_the_harness_owns_the_seed(toy, scripted):
-    from conftest import git
 
     (toy / "autoresearch.yaml").write_text((toy / "autoresearch.yaml").read_text() + "seed: true\n")
     git(toy, "commit", "-qam", "the harness seeds the evaluator")

@@ -2,7 +2,7 @@
 
 from autoresearch.history import History
 
-from conftest import MODEL, command_workspace, git, invoke
+from conftest import MODEL, command_workspace, configure, invoke
 
 # From its fifth run on, every measurement is 0.5 worse (a throttled machine); it reports its speed.
 DRIFTING_EVALUATE = """\
@@ -24,8 +24,7 @@ def test_a_stale_incumbent_is_remeasured_and_drift_is_recorded(tmp_path, monkeyp
     root = command_workspace(tmp_path / "drifting", DRIFTING_EVALUATE)
     monkeypatch.chdir(root)
     monkeypatch.setenv("DRIFT_STATE", str(tmp_path / "runs"))
-    (root / "autoresearch.yaml").write_text((root / "autoresearch.yaml").read_text() + "seed: true\n")
-    git(root, "commit", "-qam", "seeded")
+    configure(root, "seed: true\n")
     scripted += [{"model.py": MODEL.replace("X = 3.0", f"X = {x}")} for x in (9.0, 8.0)]  # much worse
     args = ("run", "--agent", "scripted", "--max-experiments", "2", "--tag", "t", "--remeasure-every", "2")
     result = invoke(*args)

@@ -11,7 +11,7 @@ from autoresearch.abort import EarlyAbort, curve_noise, value_at
 from autoresearch.history import History
 from autoresearch.target import Metric
 
-from conftest import MODEL, command_workspace, git, invoke
+from conftest import MODEL, command_workspace, configure, invoke
 
 # Training loss falls from score + 2 to score over 20 steps of 0.15 s, with seeded noise.
 CURVED_EVALUATE = """\
@@ -34,9 +34,7 @@ print(f"loss: {final + rng.gauss(0, 0.02):.6f}")
 def curved(tmp_path, monkeypatch, scripted):
     root = command_workspace(tmp_path / "curved", CURVED_EVALUATE)
     monkeypatch.chdir(root)
-    config = (root / "autoresearch.yaml").read_text() + "seed: true\ncurve: train_loss\n"
-    (root / "autoresearch.yaml").write_text(config)
-    git(root, "commit", "-qam", "a curve")
+    configure(root, "seed: true\ncurve: train_loss\n")
     scripted += [
         {"model.py": MODEL.replace("X = 3.0", "X = 9.0"), "_description": "much worse"},
         {"model.py": MODEL.replace("X = 3.0", "X = 1.7"), "_description": "real gain"},

@@ -4,7 +4,7 @@ import json
 
 from autoresearch.history import History
 
-from conftest import MODEL, command_workspace, git, invoke
+from conftest import MODEL, command_workspace, configure, git, invoke
 
 
 def ledger(root):
@@ -173,9 +173,7 @@ print(f"loss: {model.score() + rng.gauss(0, 0.05):.6f}")
 def test_noise_aware_run_samples_and_confirms(tmp_path, monkeypatch, scripted):
     root = command_workspace(tmp_path / "noisy", NOISY_EVALUATE)
     monkeypatch.chdir(root)
-    config = (root / "autoresearch.yaml").read_text() + "seed: true\n"
-    (root / "autoresearch.yaml").write_text(config)
-    git(root, "commit", "-qam", "seeded evaluator")
+    configure(root, "seed: true\n")
     scripted += [
         {"model.py": MODEL.replace("Y = 10", "Y = 10  # a comment changes nothing"), "_description": "no-op"},
         {"model.py": MODEL.replace("X = 3.0", "X = 1.7"), "_description": "real gain"},

@@ -75,6 +75,7 @@ def test_a_command_without_phase_lines_keeps_one_deadline(tmp_path):
 def test_phase_lines_move_forward_only_and_count_once():
     clock = PhaseClock(Allowances(budget=100, startup=10, evaluation=20), started=0.0)
     assert (clock.phase, clock.deadline) == ("start-up", 135.0)
+    assert clock.status(now=2.0) == "start-up 2s/135s"
     clock.feed("phase: train", 3.0)  # half a line: nothing yet
     clock.feed("ing\n", 4.0)
     assert (clock.phase, clock.phase_started, clock.deadline) == ("training", 4.0, 109.0)
@@ -82,6 +83,7 @@ def test_phase_lines_move_forward_only_and_count_once():
     assert clock.deadline == 109.0
     clock.feed("phase: evaluation\nphase: training\n", 60.0)  # no way back
     assert (clock.phase, clock.deadline, clock.allowance) == ("evaluation", 80.0, 20.0)
+    assert clock.status(now=65.4) == "evaluation 5s/20s"  # the live line, not "[65s/100s]"
 
 
 def test_a_fixed_deadline_ignores_phase_lines():
