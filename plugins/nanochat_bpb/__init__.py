@@ -260,6 +260,8 @@ class NanochatBpb(Target):
             startup_seconds=self.config["startup_seconds"],
             eval_seconds=self.config["eval_seconds"],
             takes_seed=True,
+            curve=Metric("train_loss", "lower"),  # its progress lines: early abort compares them
+            throughput="tokens_per_second",
         )
 
     @classmethod
