@@ -45,8 +45,13 @@ class Allowances:
 
     @property
     def slack(self) -> float:
-        """How late training may end: the last step's overshoot (5 s or 5% of the budget)."""
-        return max(5.0, 0.05 * self.budget)
+        """How late the training phase may end: 30 s or 10% of the budget, whichever is more.
+
+        The evaluator keeps its own budget to the second; this covers what follows its last timed
+        step before ``phase: evaluation`` (a slow last step, saving and handing over the model),
+        which on a busy machine takes many seconds. A runaway is still stopped.
+        """
+        return max(30.0, 0.1 * self.budget)
 
     @property
     def total(self) -> float:
