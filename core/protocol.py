@@ -84,9 +84,7 @@ class PhaseClock:
         self.allowances = allowances
         self.phase = PHASES[0]
         self.phase_started = started
-        self.started = started
         self.deadline = started + (allowances.budget if self.fixed else allowances.total)
-        self.progress: list[dict[str, float]] = []
         self._partial = ""
 
     def feed(self, text: str, now: float) -> list[dict[str, float]]:
@@ -103,7 +101,6 @@ class PhaseClock:
             progress = PROGRESS_LINE.match(line)
             values = parse_progress(progress.group(1)) if progress else None
             if values is not None:
-                self.progress.append(values)
                 found.append(values)
         return found
 
