@@ -72,7 +72,7 @@ def workspace(root: Path) -> Workspace:
 def prefill(history: History, ws: Workspace, tag: str, rows: int) -> None:
     """A ledger that already holds ``rows`` experiments of this run (baseline first)."""
     head = ws.head()
-    history.create_run(tag, "instant", "counting", {}, {})
+    history.create_run(tag, "instant", "counting", {}, {}, "loss", "lower")
     history.db["experiments"].insert_all(
         {
             "run": tag,

@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from . import statuses
 from .target import Metric
 
 Remeasure = Callable[[], "float | None"]  # one more measurement; None when it failed
@@ -253,7 +254,7 @@ class Evidence:
     def from_rows(cls, rows: list[dict], relative: bool = False) -> Evidence:
         evidence = cls(relative)
         for row in rows:
-            if row["status"] in ("baseline", "keep", "discard"):
+            if row["status"] in statuses.DECIDED:
                 evidence.add(row)
         return evidence
 
@@ -279,7 +280,7 @@ class Evidence:
         curves = row.get("curves") or {}
         self.groups += [g for g in (candidate, incumbent) if len(g) > 1]
         self.curve_groups += [g for g in curves.values() if len([c for c in g if c]) > 1]
-        if row["status"] in ("baseline", "keep"):
+        if row["status"] in statuses.INCUMBENT:
             self.incumbent = candidate
             self.incumbent_curves = list(curves.get("samples", []))
             self.incumbent_measured = row["number"]

@@ -12,6 +12,10 @@ class AgentError(Exception):
     """The proposal failed (recorded as ``agent_error``); the loop goes on."""
 
 
+class AgentExhausted(Exception):
+    """The agent has nothing left to propose: the run ends here (a normal stop, no row)."""
+
+
 class FatalAgentError(Exception):
     """The agent can never succeed as configured (bad key, ...): the run stops."""
 

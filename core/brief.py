@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from . import statuses
 from .measure import log_tail
 from .target import Target
 from .workspace import matches
 
 PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 VOLATILE_MARKER = "<!-- volatile -->"  # agents may cache everything above it
-FAILURES = ("crash", "timeout", "invalid")
 
 
 @dataclass
@@ -32,7 +32,7 @@ def program_text(root: Path, target: Target) -> str:
     return resources.files("autoresearch.program_templates").joinpath(target.template).read_text()
 
 
-def editable_paths(root: Path, target: Target, tracked: list[str]) -> list[str]:
+def editable_paths(target: Target, tracked: list[str]) -> list[str]:
     return [path for path in tracked if matches(path, target.editable)]
 
 
@@ -59,7 +59,7 @@ def history_table(rows: list[dict], metric: str, incumbent_metric: float | None)
         if row["metric"] is not None and incumbent_metric is not None:
             delta = row["metric"] - incumbent_metric
         description = (row["description"] or "").replace("|", "/").replace("\n", " ")[:160]
-        reason = f" ({row['reason']})" if row["status"] in FAILURES and row["reason"] else ""
+        reason = f" ({row['reason']})" if row["status"] in statuses.SHOWN_FAILURES and row["reason"] else ""
         lines.append(
             f"| {row['number']} | {row['status']}{reason[:80]} | {_format(row['metric'])} | "
             f"{'' if delta is None else f'{delta:+.4g}'} | {description} |"
@@ -84,7 +84,7 @@ def brief_values(
     settings: BriefSettings,
 ) -> dict[str, str]:
     """Every placeholder's text; bounded by ``settings`` however long the run is."""
-    editable = editable_paths(root, target, tracked)
+    editable = editable_paths(target, tracked)
     files = [
         _fence(p, (root / p).read_text(errors="replace"), settings.max_file_chars)
         for p in editable
@@ -93,7 +93,8 @@ def brief_values(
     incumbent_metric = incumbent["metric"] if incumbent else None
     failure = "(none)"
     if last_failure:
-        tail = log_tail(last_failure.get("log_path"), settings.log_lines) or "(no log)"
+        log_path = last_failure.get("log_path")  # relative to the workspace
+        tail = log_tail(log_path and root / log_path, settings.log_lines) or "(no log)"
         failure = (
             f"Experiment {last_failure['number']} ({last_failure['status']}: "
             f"{last_failure['reason']}). Log tail:\n```\n{tail}\n```"

@@ -23,24 +23,23 @@ class Change:
     added: int
     removed: int
     binary: bool
+    tree: str | None  # the git tree a commit of the change would have; None when nothing changed
 
     @property
     def sha(self) -> str:
         return diff_sha(self.diff)
 
-    @property
-    def simpler(self) -> bool:
-        return self.removed > self.added
-
 
 def read_change(ws: Workspace) -> Change:
-    return Change(ws.diff(), ws.changed_paths(), *ws.numstat())
+    paths = ws.changed_paths()
+    return Change(ws.diff(), paths, *ws.numstat(), tree=ws.tree_with(paths) if paths else None)
 
 
 def problem(ws: Workspace, target: Target, change: Change, earlier: int | None) -> str | None:
     """Why the change must be rejected (status ``invalid``), or None when it may be measured.
 
-    ``earlier`` is the number of an earlier attempt with exactly the same diff, if any.
+    ``earlier`` is the number of an earlier experiment that measured exactly the code this change
+    leads to (the same git tree), if any: a different diff back to measured code is a repeat too.
     """
     if not change.paths:
         return "empty change: no editable file was modified"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from . import registry
+from . import registry, statuses
 from .history import LedgerError, export_tsv, read_only
 from .target import ConfigError
 from .workspace import WorkspaceError
@@ -312,14 +312,13 @@ def run(
         remeasure_every=remeasure_every,
     )
     history = open_history(root)
-    pm = registry.get_manager()
     engine = Engine(
         Workspace(root),
         load_target(root),
         agent,
         history,
         options,
-        observer=lambda run, experiment: pm.hook.experiment_finished(run=run, experiment=experiment),
+        observer=registry.experiment_finished,
     )
     click.echo(announcement or agent.announce(), err=True)
     try:
@@ -374,9 +373,7 @@ LOG_KEYS = (
 @click.option("--run", "run_tag", help="Run tag (default: the latest run).")
 @click.option(
     "--status",
-    type=click.Choice(
-        ["baseline", "keep", "discard", "invalid", "crash", "timeout", "interrupted", "agent_error"]
-    ),
+    type=click.Choice(statuses.ALL),
     help="Only this status.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -400,7 +397,7 @@ def log(run_tag, status, as_json):
                     (row["description"] or "")
                     + (
                         f" ({row['reason']})"
-                        if row["reason"] and row["status"] not in ("keep", "baseline")
+                        if row["reason"] and row["status"] not in statuses.INCUMBENT
                         else ""
                     )
                 )[:100],
@@ -418,7 +415,7 @@ def show(number, run_tag):
     """Show one experiment: description, metric, diff and log tail."""
     from .measure import log_tail
 
-    _, history, run = _open_run(run_tag)
+    root, history, run = _open_run(run_tag)
     row = history.experiment(run["tag"], number)
     if row is None:
         raise click.ClickException(f"no experiment {number} in run {run['tag']}; see 'autoresearch log'")
@@ -432,9 +429,10 @@ def show(number, run_tag):
         click.echo(f"  {key}: {value}")
     if row["diff"]:
         click.echo("\n" + row["diff"])
-    tail = log_tail(row["log_path"], 20)
+    log_path = root / row["log_path"] if row["log_path"] else None  # relative to the workspace
+    tail = log_tail(log_path, 20)
     if tail:
-        click.echo(f"\nlog tail ({row['log_path']}):\n{tail}")
+        click.echo(f"\nlog tail ({log_path}):\n{tail}")
 
 
 @cli.command()

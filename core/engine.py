@@ -14,23 +14,23 @@ import signal
 import socket
 import statistics
 import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-from . import checks
+from . import checks, statuses
 from .abort import EarlyAbort
 from .accept import POLICIES, Decision, Evidence
-from .agent import Agent, AgentError, Brief, FatalAgentError
+from .agent import Agent, AgentError, AgentExhausted, Brief, FatalAgentError
 from .brief import BriefSettings, brief_values, editable_paths, program_text, render
 from .config import check_editable
 from .display import Display
-from .history import History, now
+from .history import History, LedgerError, Pending, now
 from .measure import Runner, kill_group, log_tail
 from .target import ConfigError, Measurement, Target
 from .workspace import RunLock, Workspace, WorkspaceError
 
 FAULT_ENV = "AUTORESEARCH_FAULT"  # test hook: SIGKILL ourselves at this named point
-MEASUREMENT_FAILURES = ("crash", "timeout", "interrupted", "invalid")  # a failed Measurement's statuses
+AGENT_BACKOFF_SECONDS = (1.0, 5.0, 15.0, 30.0)  # waits after 1, 2, 3, 4 agent errors in a row; then stop
 DRIFT_SIGMAS = 3.0  # an incumbent re-measurement this far from its earlier samples is drift
 
 
@@ -119,7 +119,7 @@ class Engine:
         self.history = history
         self.options = options
         self.display = display or Display(live=False)
-        self.observer = observer  # callable(run, experiment) after each record
+        self.observer = observer  # callable(run, experiment, say) after each record; say prints a line
         self.tag = options.tag
         self.branch = f"autoresearch/{self.tag}"
         self.budget = options.budget or target.budget
@@ -155,6 +155,7 @@ class Engine:
             self._open_run()
             self.target.prepare(self.ws.root, echo=self.display.say)
             self._resume()
+            self.history.fill_trees(self.tag, self.ws.tree)  # a ledger from before m002
             self.evidence = Evidence.from_rows(self.history.experiments(self.tag), self.evidence.relative)
             if (
                 self.options.accept == "noise"
@@ -171,13 +172,14 @@ class Engine:
             self._loop(summary)
         except Interrupted:
             summary.stopped_because = "interrupted by the user"
-        except StopRun as stop:
+        except (StopRun, LedgerError) as stop:
             summary.stopped_because = summary.error = str(stop)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            if self.history.run(self.tag):
-                self.history.update_run(self.tag, ended_at=now())
+            with suppress(LedgerError):  # a lost ledger takes no more writes; its line is the error
+                if self.history.run(self.tag):
+                    self.history.update_run(self.tag, ended_at=now())
             lock.release()
         self._summarise(summary)
         return summary
@@ -207,6 +209,8 @@ class Engine:
                 self.agent.name,
                 {k: v for k, v in asdict(self.options).items() if k != "brief"} | {"budget": self.budget},
                 machine_fingerprint(),
+                self.target.metric.name,
+                self.target.metric.direction,
             )
             self.display.say(f"run {self.tag}: branch {self.branch}, target {self.target.name}")
         else:
@@ -220,16 +224,15 @@ class Engine:
             if incumbent and self.ws.head() != incumbent["commit"]:
                 self.ws.reset_to(incumbent["commit"])
             return
-        state = pending["state"]
-        if state.get("pgid"):
-            kill_group(state["pgid"], grace=1)
+        if pending.pgid:
+            kill_group(pending.pgid, grace=1)
         self.ws.clear_stale_lock(force=True)
-        if pending["phase"] == "decided":
-            self.display.say(f"recovering experiment {pending['number']} (measured before a stop)")
-            self._finish(state["row"], state["keep"])
+        if pending.phase == "decided":
+            self.display.say(f"recovering experiment {pending.number} (measured before a stop)")
+            self._finish(pending.row, pending.keep)
             return
-        self.display.say(f"experiment {pending['number']} was cut short; running it again")
-        self.ws.reset_to(state["parent"])
+        self.display.say(f"experiment {pending.number} was cut short; running it again")
+        self.ws.reset_to(pending.parent)
         self.history.clear_pending(self.tag)
 
     def _protect(self) -> None:
@@ -246,6 +249,7 @@ class Engine:
 
     def _loop(self, summary: Summary) -> None:
         started = time.monotonic()
+        agent_errors = 0
         while True:
             if self.runner.interrupted.is_set():
                 raise Interrupted
@@ -253,9 +257,28 @@ class Engine:
             if limit:
                 summary.stopped_because = limit
                 return
-            row = self._experiment(self.history.next_number(self.tag))
+            try:
+                row = self._experiment(self.history.next_number(self.tag))
+            except AgentExhausted as done:
+                summary.stopped_because = f"agent {self.agent.name} has nothing left to propose ({done})"
+                return
             summary.experiments += 1
             summary.kept += row["status"] == "keep"
+            agent_errors = agent_errors + 1 if row["status"] == "agent_error" else 0
+            if agent_errors:
+                self._back_off(agent_errors, row["reason"])
+
+    def _back_off(self, errors: int, reason: str) -> None:
+        """Wait longer after each agent error in a row, and stop when the agent keeps failing."""
+        if errors > len(AGENT_BACKOFF_SECONDS):
+            raise StopRun(
+                f"agent {self.agent.name} failed {errors} times in a row (last: {reason}); "
+                "fix the cause and run again to resume"
+            )
+        wait = AGENT_BACKOFF_SECONDS[errors - 1]
+        self._show(f"agent error {errors} in a row: trying again in {wait:g}s")
+        if self.runner.interrupted.wait(wait):
+            raise Interrupted
 
     def _limit_reached(self, done: int, started: float) -> str | None:
         opts = self.options
@@ -274,9 +297,11 @@ class Engine:
 
     def _baseline(self) -> None:
         head = self.ws.head()
-        self.history.set_pending(self.tag, 0, "measure", {"parent": head})
+        number = self.history.next_number(self.tag)  # 0, or after the rows of failed baselines
+        row = self._row(number, head, head, "baseline", "untouched baseline", time.monotonic())
+        row["tree"] = self.ws.tree(head)
+        self.history.set_pending(self.tag, Pending(number, "measure", head))
         samples, curves, measurement = [], [], None
-        started = time.monotonic()
         runs = self.options.baseline_runs
         if runs > 1:
             each = self.target.allowances(self.budget).total
@@ -287,24 +312,21 @@ class Engine:
         for run in range(runs):
             self._show(f"baseline {run + 1}/{runs}: measuring", clock=True)
             watch = self._watcher(abort=False)
-            measurement = self._measure(0, seed_offset=run, watch=watch)
+            measurement = self._measure(number, seed_offset=run, watch=watch)
             if not measurement.ok:
                 break
             samples.append(measurement.metric)
             curves.append(watch.curve if watch else [])
-        if len(samples) < self.options.baseline_runs:
-            self.history.clear_pending(self.tag)
-            if measurement.status == "interrupted":
-                raise Interrupted
+        row = self._with_measurement(row, measurement) | {"samples": samples, "curves": {"samples": curves}}
+        if len(samples) < runs:
+            self._discard(row, raise_after=measurement.status == "interrupted")
             # a timeout's reason says what to raise; the evaluator itself may be protected
             todo = "" if measurement.status == "timeout" else ": the untouched code must measure first"
             raise StopRun(
                 f"the baseline failed ({measurement.status}: {measurement.reason}); see "
-                f"{measurement.log_path}{todo}"
+                f"{self.ws.root / measurement.log_path}{todo}"
             )
-        row = self._row(0, head, head, "baseline", "untouched baseline", started)
-        row = self._with_measurement(row, measurement)
-        row |= {"metric": statistics.fmean(samples), "samples": samples, "curves": {"samples": curves}}
+        row["metric"] = statistics.fmean(samples)
         self._finish(row, keep=True)
 
     # ---- one experiment
@@ -313,7 +335,7 @@ class Engine:
         parent = self.ws.head()
         started = time.monotonic()
         seed = self.options.seed + number
-        self.history.set_pending(self.tag, number, "propose", {"parent": parent})
+        self.history.set_pending(self.tag, Pending(number, "propose", parent))
         self._show(f"experiment {number}: {self.agent.name} is proposing")
         row = self._row(number, parent, None, "invalid", None, started)
         try:
@@ -332,6 +354,10 @@ class Engine:
         except Interrupted:
             stopped = {"status": "interrupted", "reason": "stopped during the proposal"}
             return self._discard(row | stopped, raise_after=True)
+        except AgentExhausted:  # nothing was tried: no row, the tree back as it was
+            self.ws.reset_to(parent)
+            self.history.clear_pending(self.tag)
+            raise
         except FatalAgentError as error:
             self._discard(row | {"status": "agent_error", "reason": str(error)[:500]})
             raise StopRun(str(error)) from None
@@ -349,7 +375,8 @@ class Engine:
             "lines_added": change.added,
             "lines_removed": change.removed,
         }
-        reason = checks.problem(self.ws, self.target, change, self.history.has_diff(self.tag, change.sha))
+        earlier = self.history.measured_tree(self.tag, change.tree)  # the same code, measured before
+        reason = checks.problem(self.ws, self.target, change, earlier)
         if reason:
             if proposal.note and not change.paths:
                 reason = f"{reason} ({proposal.note})"
@@ -359,8 +386,8 @@ class Engine:
             f"experiment {number}: {proposal.description or 'no description'}", change.paths
         )
         self.ws.keep_ref(f"refs/autoresearch/{self.tag}/attempts/{number}", commit)
-        row["commit"] = commit
-        self.history.set_pending(self.tag, number, "measure", {"parent": parent, "commit": commit})
+        row |= {"commit": commit, "tree": change.tree}
+        self.history.set_pending(self.tag, Pending(number, "measure", parent, commit))
         fault("committed")
         return self._measure_and_decide(row)
 
@@ -392,9 +419,8 @@ class Engine:
             "extra_runs": decision.extra_runs,
         }
         row["total_seconds"] = time.monotonic() - row.pop("_started")
-        self.history.set_pending(
-            self.tag, number, "decided", {"parent": row["parent_commit"], "row": row, "keep": decision.keep}
-        )
+        pending = Pending(number, "decided", row["parent_commit"], row["commit"], row=row, keep=decision.keep)
+        self.history.set_pending(self.tag, pending)
         return self._finish(row, decision.keep)
 
     def _decide(self, row: dict, metric: float) -> Decision:
@@ -488,7 +514,7 @@ class Engine:
         finally:
             self.phase = "check"
             self.runner.on_progress = None
-        measurement.log_path = str(log_path)
+        measurement.log_path = str(log_path.relative_to(self.ws.root))  # a moved workspace keeps it
         measurement.seconds = measurement.seconds or time.monotonic() - started
         return measurement
 
@@ -506,8 +532,8 @@ class Engine:
             "throughput": _number(m.extras.get(self.target.throughput or "tokens_per_second")),
         }
         if not m.ok:
-            status = m.status if m.status in MEASUREMENT_FAILURES else "crash"
-            tail = log_tail(m.log_path, 5).strip().splitlines()
+            status = m.status if m.status in statuses.MEASUREMENT_FAILURES else "crash"
+            tail = log_tail(self.ws.root / m.log_path, 5).strip().splitlines()
             reason = m.reason or "crashed"
             row |= {"status": status, "reason": reason + (f": {tail[-1][:200]}" if tail else "")}
         return row
@@ -541,10 +567,11 @@ class Engine:
             row["total_seconds"] = time.monotonic() - started
         recorded = self.history.record(row)
         self._learn(recorded)
-        if self.descriptions is not None and recorded["number"] > 0 and recorded["description"]:
+        attempt = recorded["commit"] != recorded["parent_commit"]  # a baseline measures its parent
+        if self.descriptions is not None and attempt and recorded["description"]:
             self.descriptions.append(recorded["description"])
         if self.observer:
-            self.observer(self.history.run(self.tag), recorded)
+            self.observer(self.history.run(self.tag), recorded, self.display.say)
         self._report(recorded)
         return recorded
 
@@ -567,7 +594,7 @@ class Engine:
         tracked = self.ws.tracked_files()
         s = self.options.brief
         incumbent = self.history.incumbent(self.tag)
-        failures = self.history.recent(self.tag, 1, ("crash", "timeout", "invalid"))
+        failures = self.history.recent(self.tag, 1, statuses.SHOWN_FAILURES)
         values = brief_values(
             self.ws.root,
             self.target,
@@ -584,16 +611,16 @@ class Engine:
         return Brief(
             text=render(program_text(self.ws.root, self.target), values),
             root=self.ws.root,
-            editable=editable_paths(self.ws.root, self.target, tracked),
+            editable=editable_paths(self.target, tracked),
             protected=[p for p in tracked if checks.matches(p, self.target.protected)],
             descriptions=self._descriptions(),
-            last_log=Path(last[0]["log_path"]) if last and last[0]["log_path"] else None,
+            last_log=self.ws.root / last[0]["log_path"] if last and last[0]["log_path"] else None,
             seed=seed,
         )
 
     def _learn(self, row: dict) -> None:
         """Feed a recorded decision to the evidence; store a changed noise estimate with the run."""
-        if row["status"] not in ("baseline", "keep", "discard"):
+        if row["status"] not in statuses.DECIDED:
             return
         before = self.evidence.noise
         self.evidence.add(row)
@@ -642,8 +669,8 @@ class Engine:
         """Remember the evaluator's process group so a resumed run can reap it after a kill."""
         pending = self.history.pending(self.tag)
         if pending:
-            state = dict(pending["state"], pgid=pid)
-            self.history.set_pending(self.tag, pending["number"], pending["phase"], state)
+            pending.pgid = pid
+            self.history.set_pending(self.tag, pending)
         if pid:
             fault("measuring")
 

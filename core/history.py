@@ -5,16 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sqlite3
+from contextlib import suppress
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from .statuses import INCUMBENT
+
 SQLITE_MAGIC = b"SQLite format 3\x00"
-STATUSES = ("baseline", "keep", "discard", "invalid", "crash", "timeout", "interrupted", "agent_error")
-INCUMBENT_STATUSES = ("baseline", "keep")
 JSON_COLUMNS = ("samples", "incumbent_samples", "extras", "options", "machine", "state", "curves", "drift")
 
 migrations = Migrations("autoresearch")
@@ -83,7 +86,20 @@ def m001_runs_and_experiments(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m002_decisions_curves_throughput_drift(db: sqlite_utils.Database) -> None:
+def m002_run_metric_and_experiment_tree(db: sqlite_utils.Database) -> None:
+    db["runs"].add_column("metric", str)  # the metric's name, e.g. val_bpb
+    db["runs"].add_column("direction", str)  # lower or higher is better
+    db["experiments"].add_column("tree", str)  # git tree of the measured commit: repeats are found by it
+    db["experiments"].create_index(["run", "tree"])
+    # Log paths become relative to the workspace, so a moved workspace keeps them.
+    db.execute(
+        "update experiments set log_path = substr(log_path, instr(log_path, '/.autoresearch/') + 1) "
+        "where log_path like '/%/.autoresearch/logs/%'"
+    )
+
+
+@migrations()
+def m003_decisions_curves_throughput_drift(db: sqlite_utils.Database) -> None:
     # JSON {"samples": [curve, ...], "incumbent_samples": [curve, ...]}, parallel to those lists;
     # a curve is [[frac, value], ...] of the target's progress key (early abort compares them).
     db["experiments"].add_column("curves", str)
@@ -92,7 +108,20 @@ def m002_decisions_curves_throughput_drift(db: sqlite_utils.Database) -> None:
 
 
 class LedgerError(Exception):
-    """The ledger file is not ours or is damaged; it is never overwritten."""
+    """The ledger cannot be used as it is (not ours, damaged, newer, read-only, gone); never overwritten."""
+
+
+@dataclass
+class Pending:
+    """The experiment in flight, so that a killed harness can resume it (one per run at most)."""
+
+    number: int
+    phase: str  # propose, measure or decided
+    parent: str  # the incumbent it started from
+    commit: str | None = None  # the candidate, once committed
+    pgid: int | None = None  # the evaluator's process group while it runs, reaped on resume
+    row: dict | None = None  # decided: the row to record
+    keep: bool | None = None  # decided: the decision to apply
 
 
 def now() -> str:
@@ -108,6 +137,17 @@ def _decode(row: dict | None) -> dict | None:
     return row
 
 
+def _check_writable(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise LedgerError(f"{path.parent} cannot be created ({error.strerror}); make it writable") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise LedgerError(
+            f"{path} cannot be written (read-only file or folder); make {path.parent} writable and run again"
+        )
+
+
 def _check_file(path: Path) -> None:
     if path.exists() and path.stat().st_size > 0:
         with open(path, "rb") as f:
@@ -120,7 +160,7 @@ class History:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _check_writable(self.path)
         _check_file(self.path)
         try:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -128,9 +168,11 @@ class History:
             conn.execute("PRAGMA busy_timeout=30000")
             self.db = sqlite_utils.Database(conn)
             self._check_foreign()
-            migrations.apply(self.db)
+            self._check_newer()
+            self._migrate()
         except sqlite3.DatabaseError as error:
             raise LedgerError(f"{self.path} is damaged ({error}); move it aside and run again") from None
+        self.identity = os.stat(self.path)  # the file every write must still go to
 
     def _check_foreign(self) -> None:
         tables = set(self.db.table_names())
@@ -139,6 +181,41 @@ class History:
             raise LedgerError(
                 f"{self.path} holds other tables ({', '.join(sorted(tables))}); "
                 "it is not an autoresearch ledger: move it aside and run again"
+            )
+
+    def _check_newer(self) -> None:
+        """Refuse a ledger migrated by a newer release: its schema is not the one written here."""
+        known = {m.name for m in migrations.pending(sqlite_utils.Database(memory=True))}
+        unknown = [m.name for m in migrations.applied(self.db) if m.name not in known]
+        if unknown:
+            raise LedgerError(
+                f"{self.path} was written by a newer autoresearch (migration {unknown[0]}); "
+                "upgrade autoresearch to use it"
+            )
+
+    def _migrate(self) -> None:
+        """Apply pending migrations under a write lock: of two processes opening a new ledger at
+        once (``run`` and ``log``), one migrates and the other then finds nothing left to do."""
+        if not migrations.pending(self.db):
+            return
+        self.db.conn.execute("begin immediate")
+        try:
+            migrations.apply(self.db)
+            self.db.conn.execute("commit")
+        except BaseException:
+            self.db.conn.execute("rollback")
+            raise
+
+    def _check_intact(self) -> None:
+        """Before each write: a ledger deleted or replaced under a run would silently lose every row."""
+        try:
+            intact = os.path.samestat(os.stat(self.path), self.identity)
+        except FileNotFoundError:
+            intact = False
+        if not intact:
+            raise LedgerError(
+                f"{self.path} was deleted or replaced while the run was going, so nothing more "
+                "could be recorded; the run stops here (git keeps every commit)"
             )
 
     def close(self) -> None:
@@ -154,12 +231,17 @@ class History:
         rows = list(self.db["runs"].rows_where(order_by="started_at desc", limit=1))
         return _decode(rows[0]) if rows else None
 
-    def create_run(self, tag: str, target: str, agent: str, options: dict, machine: dict) -> dict:
+    def create_run(
+        self, tag: str, target: str, agent: str, options: dict, machine: dict, metric: str, direction: str
+    ) -> dict:
+        self._check_intact()
         self.db["runs"].insert(
             {
                 "tag": tag,
                 "target": target,
                 "agent": agent,
+                "metric": metric,
+                "direction": direction,
                 "options": json.dumps(options),
                 "machine": json.dumps(machine),
                 "started_at": now(),
@@ -168,6 +250,7 @@ class History:
         return self.run(tag)
 
     def update_run(self, tag: str, **values) -> None:
+        self._check_intact()
         for key in JSON_COLUMNS:
             if key in values:
                 values[key] = json.dumps(values[key])
@@ -196,30 +279,40 @@ class History:
         return [_decode(row) for row in rows][::-1]
 
     def incumbent(self, tag: str) -> dict | None:
-        rows = self.recent(tag, 1, INCUMBENT_STATUSES)
+        rows = self.recent(tag, 1, INCUMBENT)
         return rows[0] if rows else None
 
     def next_number(self, tag: str) -> int:
         row = self.db.execute("select max(number) from experiments where run = ?", [tag]).fetchone()
         return 0 if row[0] is None else row[0] + 1
 
-    def count(self, tag: str, statuses: tuple[str, ...] = ()) -> int:
-        where, args = "run = ?", [tag]
-        if statuses:
-            where += f" and status in ({', '.join('?' * len(statuses))})"
-            args += list(statuses)
-        return self.db["experiments"].count_where(where, args)
-
-    def has_diff(self, tag: str, diff_sha: str) -> int | None:
-        """The number of an earlier attempt with exactly this diff, if any."""
+    def measured_tree(self, tag: str, tree: str) -> int | None:
+        """The number of an earlier experiment that measured exactly this code (git tree), if any."""
         row = self.db.execute(
-            "select number from experiments where run = ? and diff_sha = ? limit 1", [tag, diff_sha]
+            "select number from experiments where run = ? and tree = ? and status != 'interrupted' limit 1",
+            [tag, tree],
         ).fetchone()
         return row[0] if row else None
 
-    def descriptions(self, tag: str) -> list[str]:
+    def fill_trees(self, tag: str, tree_of) -> None:
+        """Give rows written before trees were recorded theirs, ``tree_of(commit)``, so that a
+        repeat of one is found too."""
         rows = self.db.execute(
-            "select description from experiments where run = ? and number > 0 order by number", [tag]
+            "select id, [commit] from experiments where run = ? and tree is null and [commit] is not null",
+            [tag],
+        ).fetchall()
+        if rows:
+            self._check_intact()
+        for row_id, commit in rows:
+            with suppress(ValueError):  # a commit git no longer has keeps no tree
+                self.db["experiments"].update(row_id, {"tree": tree_of(commit)})
+
+    def descriptions(self, tag: str) -> list[str]:
+        """Every attempt's description; a baseline, which measures its parent unchanged, is none."""
+        rows = self.db.execute(
+            "select description from experiments where run = ? and [commit] is not parent_commit "
+            "order by number",
+            [tag],
         )
         return [row[0] for row in rows if row[0]]
 
@@ -229,6 +322,7 @@ class History:
 
     def record(self, row: dict) -> dict:
         """Write one finished experiment and clear the run's pending state, in one transaction."""
+        self._check_intact()
         row = dict(row, finished_at=now())
         for key in JSON_COLUMNS:
             if key in row and not isinstance(row[key], str):
@@ -250,17 +344,24 @@ class History:
 
     # ---- the experiment in flight
 
-    def set_pending(self, tag: str, number: int, phase: str, state: dict) -> None:
+    def set_pending(self, tag: str, pending: Pending) -> None:
+        self._check_intact()
+        state = asdict(pending)
+        number, phase = state.pop("number"), state.pop("phase")
         self.db["pending"].upsert(
             {"run": tag, "number": number, "phase": phase, "state": json.dumps(state), "updated_at": now()},
             pk="run",
         )
 
-    def pending(self, tag: str) -> dict | None:
+    def pending(self, tag: str) -> Pending | None:
         rows = list(self.db["pending"].rows_where("run = ?", [tag]))
-        return _decode(rows[0]) if rows else None
+        if not rows:
+            return None
+        row = _decode(rows[0])
+        return Pending(row["number"], row["phase"], **row["state"])
 
     def clear_pending(self, tag: str) -> None:
+        self._check_intact()
         self.db.execute("delete from pending where run = ?", [tag])
 
 

@@ -70,6 +70,20 @@ def agents() -> dict:
     return _collect(get_manager().hook.register_agents)
 
 
+def experiment_finished(run: dict, experiment: dict, warn) -> None:
+    """Call every ``experiment_finished`` observer on its own: one that raises is reported with
+    ``warn`` (one line) and neither ends the run nor keeps the others from being called."""
+    pm = get_manager()
+    plugins = [impl.plugin for impl in reversed(pm.hook.experiment_finished.get_hookimpls())]
+    for plugin in plugins:
+        alone = pm.subset_hook_caller("experiment_finished", [p for p in plugins if p is not plugin])
+        try:
+            alone(run=run, experiment=experiment)
+        except Exception as error:
+            name = pm.get_name(plugin)
+            warn(f"plugin {name}: experiment_finished failed ({type(error).__name__}: {error}); going on")
+
+
 def describe() -> list[dict]:
     """Every loaded plugin with its hooks and version, for ``autoresearch plugins``."""
     pm = get_manager()

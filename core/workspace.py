@@ -6,6 +6,7 @@ import fnmatch
 import hashlib
 import os
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -125,8 +126,16 @@ class Workspace:
             added, removed = added + int(plus), removed + int(minus)
         return added, removed, binary
 
-    def commit_diff(self, commit: str) -> str:
-        return self.repo.git.show(commit, "--format=", "--no-color")
+    def tree(self, commit: str) -> str:
+        return self.repo.commit(commit).tree.hexsha
+
+    def tree_with(self, paths: list[str]) -> str:
+        """The git tree HEAD would have with ``paths`` as they are now (a scratch index; HEAD untouched)."""
+        with tempfile.TemporaryDirectory() as scratch:
+            env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            self.repo.git.read_tree("HEAD", env=env)
+            self.repo.git.add("--", *paths, env=env)
+            return self.repo.git.write_tree(env=env)
 
     def file_sha(self, path: str) -> str | None:
         full = self.root / path

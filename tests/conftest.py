@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from autoresearch import Agent, AgentError, Brief, Proposal, hookimpl, registry
+from autoresearch import Agent, AgentExhausted, Brief, Proposal, hookimpl, registry
 from autoresearch.cli import cli
 
 EVALUATE = """\
@@ -117,7 +117,7 @@ class ScriptedAgent(Agent):
 
     def propose(self, brief: Brief) -> Proposal:
         if not self.queue:
-            raise AgentError("script exhausted")
+            raise AgentExhausted("script exhausted")
         step = self.queue.pop(0)
         if isinstance(step, BaseException):
             raise step

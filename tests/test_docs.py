@@ -100,7 +100,7 @@ def exercise_register_commands(plugin, tmp_path, capsys):
 
 def exercise_experiment_finished(plugin, tmp_path, capsys):
     history = History(tmp_path / "history.db")
-    run = history.create_run("t", "word_count", "strip", {}, {})
+    run = history.create_run("t", "word_count", "strip", {}, {}, "words", "lower")
     with registered(plugin) as pm:
         for number, status, metric in [(0, "baseline", 12.0), (1, "keep", 9.0), (2, "discard", 10.0)]:
             experiment = history.record({"run": "t", "number": number, "status": status, "metric": metric})

@@ -1,10 +1,11 @@
 """The loop end to end on a toy workspace: keep, discard, invalid, crash, timeout, limits."""
 
 import json
+from datetime import datetime
 
 from autoresearch.history import History
 
-from conftest import MODEL, command_workspace, configure, git, invoke
+from conftest import EVALUATE, MODEL, command_workspace, configure, git, invoke
 
 
 def ledger(root):
@@ -75,7 +76,17 @@ def test_min_delta_and_direction(toy, scripted):
     slightly = MODEL.replace("X = 3.0", "X = 2.99")
     scripted.append({"model.py": slightly})
     invoke("run", "--agent", "scripted", "--max-experiments", "1", "--min-delta", "0.1", "--tag", "t")
-    assert rows(toy)[1]["status"] == "discard"
+    assert rows(toy)[1]["status"] == "discard"  # better, but by less than --min-delta
+    config = toy / "autoresearch.yaml"
+    config.write_text(config.read_text().replace("direction: lower", "direction: higher"))
+    git(toy, "commit", "-qam", "higher is better")
+    lower, higher = MODEL.replace("X = 3.0", "X = 2.0"), MODEL.replace("X = 3.0", "X = 4.0")
+    scripted += [{"model.py": lower}, {"model.py": higher}]
+    args = ("--agent", "scripted", "--accept", "strict", "--max-experiments", "2", "--tag", "up")
+    assert invoke("run", *args).exit_code == 0
+    got = rows(toy, "up")
+    went_up = [(r["status"], r["metric"] > got[0]["metric"]) for r in got[1:]]
+    assert went_up == [("discard", False), ("keep", True)]  # lower loss discarded, higher kept
 
 
 def test_crash_and_bad_metric_are_recorded_with_log_tail(toy, scripted):
@@ -209,3 +220,107 @@ def test_a_strict_run_cannot_resume_as_noise_aware(toy):
         ).exit_code
         == 0
     )
+
+
+def test_an_agent_with_nothing_left_ends_the_run_with_one_line(tmp_path, monkeypatch):
+    """mutate's only one-step change (N 1 -> 2) is worse; then it has nothing left: the run ends."""
+    evaluate = "import model\nprint('---')\nprint(f'loss: {model.N}')\n"
+    root = command_workspace(tmp_path / "one", evaluate, **{"model.py": "N = 1\n"})
+    monkeypatch.chdir(root)
+    result = invoke("run", "--agent", "mutate", "--accept", "strict", "--max-experiments", "50", "--tag", "t")
+    assert result.exit_code == 0, result.output
+    assert "stopped: agent mutate has nothing left to propose (every one-step change" in result.output
+    assert [(r["number"], r["status"]) for r in rows(root)] == [(0, "baseline"), (1, "discard")]
+    assert ledger(root).pending("t") is None
+    assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+def test_agent_errors_in_a_row_back_off_then_stop_the_run(toy, scripted, monkeypatch):
+    from autoresearch import engine
+
+    monkeypatch.setattr(engine, "AGENT_BACKOFF_SECONDS", (0.5, 1.0))
+    scripted += [RuntimeError("down")] * 5 + [{"model.py": MODEL.replace("Y = 10", "Y = 7")}]
+    result = invoke("run", "--agent", "scripted", "--max-experiments", "10", "--tag", "t")
+    assert result.exit_code == 1, result.output
+    assert "agent scripted failed 3 times in a row (last: RuntimeError: down)" in result.output
+    errors = [r for r in rows(toy) if r["number"] > 0]
+    assert [r["status"] for r in errors] == ["agent_error"] * 3  # then it stopped, no more rows
+    started = [datetime.fromisoformat(r["started_at"]) for r in errors]
+    gaps = [(b - a).total_seconds() for a, b in zip(started, started[1:], strict=False)]
+    assert gaps[0] >= 0.5 and gaps[1] >= 1.0  # waited longer after each error
+
+
+def test_an_agent_error_between_successes_does_not_count_towards_the_stop(toy, scripted, monkeypatch):
+    from autoresearch import engine
+
+    monkeypatch.setattr(engine, "AGENT_BACKOFF_SECONDS", (0.1,))
+    good = {"model.py": MODEL.replace("Y = 10", "Y = 9")}
+    scripted += [RuntimeError("a"), good, RuntimeError("b"), {"model.py": MODEL.replace("Y = 10", "Y = 8")}]
+    result = invoke(
+        "run", "--agent", "scripted", "--accept", "strict", "--max-experiments", "4", "--tag", "t"
+    )
+    assert result.exit_code == 0, result.output
+    assert [r["status"] for r in rows(toy)][1:] == ["agent_error", "keep", "agent_error", "keep"]
+
+
+def test_a_change_back_to_measured_code_is_a_repeat(toy, scripted):
+    """A different diff that leads to code measured before (here: the baseline's) is not measured again."""
+    better = MODEL.replace("X = 3.0", "X = 2.0")
+    scripted += [
+        {"model.py": better, "_description": "X 3 -> 2"},
+        {"model.py": MODEL, "_description": "X 2 -> 3"},
+    ]
+    result = invoke(
+        "run", "--agent", "scripted", "--accept", "strict", "--max-experiments", "2", "--tag", "t"
+    )
+    assert result.exit_code == 0, result.output
+    got = rows(toy)
+    assert got[1]["status"] == "keep"
+    assert (got[2]["status"], got[2]["reason"]) == ("invalid", "repeats experiment 0 exactly")
+    assert got[2]["commit"] is None and got[2]["measure_seconds"] is None
+    assert got[0]["tree"] == git(toy, "rev-parse", f"{got[0]['commit']}^{{tree}}")
+
+
+def test_a_failed_baseline_is_recorded_and_the_next_try_follows_it(tmp_path, monkeypatch):
+    evaluate = "import os, sys\nif os.path.exists('broken'):\n    sys.exit('evaluator broken')\n" + EVALUATE
+    root = command_workspace(tmp_path / "w", evaluate, **{".gitignore": "broken\n"})
+    monkeypatch.chdir(root)
+    (root / "broken").write_text("")
+    result = invoke("run", "--agent", "mutate", "--tag", "t")
+    assert result.exit_code == 1 and "the baseline failed (crash: exit code 1" in result.output
+    assert [(r["number"], r["status"]) for r in json.loads(invoke("log", "--json").output)] == [(0, "crash")]
+    assert "evaluator broken" in invoke("log").output
+    (root / "broken").unlink()
+    assert invoke("run", "--agent", "mutate", "--tag", "t", "--max-experiments", "1").exit_code == 0
+    got = rows(root)
+    assert [(r["number"], r["status"]) for r in got[:2]] == [(0, "crash"), (1, "baseline")]
+    assert got[0]["log_path"] != got[1]["log_path"]
+    assert "untouched baseline" not in ledger(root).descriptions("t")
+
+
+def test_the_run_keeps_its_metric_the_baseline_its_start_and_logs_survive_a_move(toy, tmp_path, monkeypatch):
+    monkeypatch.setenv("TOY_SLEEP", "0.5")
+    invoke("run", "--agent", "mutate", "--max-experiments", "1", "--baseline-runs", "2", "--tag", "t")
+    run = ledger(toy).run("t")
+    assert (run["metric"], run["direction"]) == ("loss", "lower")
+    baseline = rows(toy)[0]
+    took = datetime.fromisoformat(baseline["finished_at"]) - datetime.fromisoformat(baseline["started_at"])
+    assert took.total_seconds() >= 1.0  # two measurements of at least 0.5 s each
+    assert baseline["log_path"] == ".autoresearch/logs/t/0.log"
+    moved = tmp_path / "moved"
+    toy.rename(moved)
+    monkeypatch.chdir(moved)
+    shown = invoke("show", "1").output
+    assert f"log tail ({moved}/.autoresearch/logs/t/1.log)" in shown and "training... done" in shown
+
+
+def test_a_run_from_before_trees_were_recorded_finds_repeats_of_its_old_rows(toy, scripted):
+    better = MODEL.replace("X = 3.0", "X = 2.0")
+    scripted += [{"model.py": better}]
+    invoke("run", "--agent", "scripted", "--accept", "strict", "--max-experiments", "1", "--tag", "t")
+    ledger(toy).db.execute("update experiments set tree = null")  # as the release before m002 wrote it
+    scripted += [{"model.py": MODEL, "_description": "back to the start"}]
+    invoke("run", "--agent", "scripted", "--accept", "strict", "--max-experiments", "1", "--tag", "t")
+    got = rows(toy)
+    assert (got[2]["status"], got[2]["reason"]) == ("invalid", "repeats experiment 0 exactly")
+    assert got[0]["tree"] == git(toy, "rev-parse", f"{got[0]['commit']}^{{tree}}")

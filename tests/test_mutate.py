@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch import AgentError, Brief
+from autoresearch import AgentExhausted, Brief
 from autoresearch.agents.mutate import MutateAgent, attempted, find_constants, format_number, neighbours
 
 SOURCE = """\
@@ -56,7 +56,7 @@ def test_never_repeats_and_gives_up_cleanly(tmp_path):
     assert len(set(descriptions)) == 4
     assert attempted(descriptions) == {("LR", v) for v in ("0.02", "0.032", "0.05", "0.08")}
     (tmp_path / "train.py").write_text("LR = 0.04\n")
-    with pytest.raises(AgentError, match="tried already"):
+    with pytest.raises(AgentExhausted, match="tried already"):
         MutateAgent().propose(brief(tmp_path, descriptions))
 
 

@@ -239,6 +239,7 @@ def test_downloader_gives_up_after_five_attempts(prepared, shard_server, tmp_pat
 # A metric the agent cannot game
 
 
+@pytest.mark.slow  # trains torch
 def test_the_metric_comes_from_the_evaluator_not_from_train_output(workspace):
     root, target = workspace
     edit(
@@ -274,6 +275,7 @@ _harness.evaluate_bpb = lambda *args, **kwargs: 0.0001
 """
 
 
+@pytest.mark.slow  # trains torch
 def test_editing_the_evaluation_in_process_changes_nothing(workspace):
     """The edits run in both processes: the launcher runs train.py, the evaluator imports it."""
     root, _ = workspace
@@ -300,6 +302,7 @@ def test_editing_the_evaluation_in_process_changes_nothing(workspace):
     assert gamed["eval_tokens"] == honest["eval_tokens"] == TINY["EVAL_TOKENS"]
 
 
+@pytest.mark.slow  # trains torch
 def test_training_cannot_open_the_validation_split(workspace):
     root, target = workspace
     edit(
@@ -313,6 +316,7 @@ def test_training_cannot_open_the_validation_split(workspace):
     assert "training may not read the validation split" in log.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # trains torch
 def test_stretching_the_budget_fails_the_measurement(workspace):
     root, target = workspace
     edit(root / "train.py", "total_training_time >= TIME_BUDGET:", "total_training_time >= 5 * TIME_BUDGET:")
@@ -321,12 +325,44 @@ def test_stretching_the_budget_fails_the_measurement(workspace):
     assert log.strip().splitlines()[-1].startswith("budget stretched: ")
 
 
-def test_no_cuda_call_at_import():
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import torch, prepare, train; "
-        "assert not torch.cuda.is_initialized()"
-    )
-    subprocess.run([sys.executable, "-c", code, str(TEMPLATE_DIR)], check=True)
+CUDA_CALLS_AT_IMPORT = """
+import ast, importlib, sys
+from pathlib import Path
+
+folder = Path(sys.argv[1])
+sys.path.insert(0, str(folder))
+for script in ("prepare.py", "train.py"):  # their imports first: torch's own start-up does not count
+    for node in ast.parse((folder / script).read_text()).body:
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        names += [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+        for name in names:
+            if name.split(".")[0] not in ("prepare", "train"):
+                importlib.import_module(name)
+import torch
+
+calls = []
+for name in dir(torch.cuda):  # its public functions, and _lazy_init that every CUDA call goes through
+    value = getattr(torch.cuda, name)
+    if callable(value) and not isinstance(value, type) and (name[0] != "_" or name == "_lazy_init"):
+        setattr(torch.cuda, name, lambda *args, _name=name, **kwargs: calls.append(_name))
+import prepare, train
+
+print(sorted(set(calls)))
+"""
+
+
+def test_no_cuda_call_at_import(tmp_path):
+    """Holds on a machine without a GPU too: every torch.cuda function is a tripwire while importing."""
+
+    def cuda_calls(folder: Path) -> str:
+        command = [sys.executable, "-c", CUDA_CALLS_AT_IMPORT, str(folder)]
+        return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+
+    assert cuda_calls(TEMPLATE_DIR) == "[]"
+    shutil.copytree(TEMPLATE_DIR, tmp_path / "scripts")
+    gpus = "GPUS = torch.cuda.device_count()\n"
+    edit(tmp_path / "scripts" / "train.py", "# GPT model\n", gpus + "# GPT model\n")
+    assert cuda_calls(tmp_path / "scripts") == "['device_count']"
 
 
 @pytest.mark.parametrize(

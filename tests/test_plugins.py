@@ -1,13 +1,14 @@
 """The plugin manager: bundled plugins, entry points, the allow-list, loud failures."""
 
+import inspect
 import json
 import sys
+from pathlib import Path
 
 import pluggy
 import pytest
 
 from autoresearch import hookimpl, registry
-from autoresearch.hookspecs import hookspec
 
 from conftest import invoke
 
@@ -72,8 +73,9 @@ def test_misspelled_hook_fails_loudly():
         pm.check_pending()
 
 
-def test_every_hook_is_documented_and_called(tmp_path):
+def test_every_hook_is_documented_and_called(toy):
     from autoresearch import hookspecs
+    from autoresearch.cli import cli
 
     hooks = [name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "autoresearch_spec")]
     assert sorted(hooks) == [
@@ -82,9 +84,29 @@ def test_every_hook_is_documented_and_called(tmp_path):
         "register_commands",
         "register_targets",
     ]
+    reference = (Path(__file__).parent.parent / "docs" / "plugins" / "hooks.md").read_text()
     for name in hooks:
-        assert getattr(hookspecs, name).__doc__.strip()
-    assert hookspec  # the marker is exported for plugin authors' own hooks
+        spec = getattr(hookspecs, name)
+        assert spec.__doc__.strip()
+        assert f"\n## {name}{inspect.signature(spec)}\n" in reference
+
+    class Observer:  # the harness calls each observer on its own, so one must exist to be called
+        @hookimpl
+        def experiment_finished(self, run, experiment):
+            pass
+
+    called = set()
+    pm = registry.get_manager()
+    pm.register(Observer(), "observer")
+    undo = pm.add_hookcall_monitoring(lambda name, impls, kwargs: called.add(name), lambda *args: None)
+    cli.plugins_loaded = False
+    try:
+        assert invoke("run", "--agent", "mutate", "--max-experiments", "1", "--tag", "t").exit_code == 0
+    finally:
+        undo()
+        pm.unregister(name="observer")
+        cli.plugins_loaded = False
+    assert called == set(hooks)
 
 
 def test_register_commands_and_experiment_finished_hooks(toy):
@@ -116,6 +138,36 @@ def test_register_commands_and_experiment_finished_hooks(toy):
         cli.commands.pop("hello", None)
         cli.plugins_loaded = False
     assert seen[0] == ("t", 0, "baseline") and [s[1] for s in seen] == [0, 1, 2]
+
+
+def test_a_failing_observer_neither_ends_the_run_nor_silences_the_others(toy):
+    seen = []
+
+    class Recorder:
+        @hookimpl
+        def experiment_finished(self, run, experiment):
+            seen.append(experiment["number"])
+
+    class Broken:
+        @hookimpl
+        def experiment_finished(self, run, experiment):
+            raise RuntimeError(f"no route to host ({experiment['number']})")
+
+    pm = registry.get_manager()
+    plugins = {"recorder": Recorder(), "broken": Broken()}  # pluggy calls the last registered first
+    for name, plugin in plugins.items():
+        pm.register(plugin, name)
+    try:
+        result = invoke("run", "--agent", "mutate", "--max-experiments", "2", "--tag", "t")
+    finally:
+        for plugin in plugins.values():
+            pm.unregister(plugin)
+    assert result.exit_code == 0, result.output
+    assert seen == [0, 1, 2]
+    for number in range(3):
+        line = f"plugin broken: experiment_finished failed (RuntimeError: no route to host ({number}))"
+        assert result.output.count(line) == 1
+    assert "run t: 2 experiments" in result.output
 
 
 def test_generated_docs_are_current():

@@ -7,7 +7,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from autoresearch import Agent, AgentError, Brief, Proposal, hookimpl
+from autoresearch import Agent, AgentExhausted, Brief, Proposal, hookimpl
 
 NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 FLOAT_FACTORS = (0.5, 0.8, 1.25, 2.0)
@@ -90,7 +90,7 @@ class MutateAgent(Agent):
                     if (constant.name, format_number(value)) not in tried:
                         options.append((constant, value))
         if not options:
-            raise AgentError("every one-step change of every UPPER_CASE constant was tried already")
+            raise AgentExhausted("every one-step change of every UPPER_CASE constant was tried already")
         constant, value = random.Random(brief.seed).choice(options)
         file = brief.root / constant.path
         lines = file.read_bytes().splitlines(keepends=True)
