@@ -191,6 +191,7 @@ def test_a_ledger_written_by_the_current_release_is_migrated(tmp_path):
     assert [m.name for m in migrations.applied(history.db)] == [
         "m001_runs_and_experiments",
         "m002_run_metric_and_experiment_tree",
+        "m003_decisions_curves_throughput_drift",
     ]
     run = history.run("nov30")
     assert (run["noise"], run["metric"], run["direction"]) == (0.0021, None, None)
