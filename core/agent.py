@@ -71,6 +71,10 @@ class Agent(ABC):
         """One line shown when a run starts."""
         return f"agent: {self.name}"
 
+    def model_name(self) -> str | None:
+        """The model behind the proposals, recorded on every experiment (None: no model)."""
+        return getattr(self, "model", None) or self.options.model
+
     def check(self) -> None:
         """Raise ``FatalAgentError`` when the agent cannot work as configured (a missing key, CLI).
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from . import registry, statuses
 from .history import LedgerError, export_tsv, read_only
@@ -362,11 +363,26 @@ LOG_KEYS = (
     "metric",
     "description",
     "commit",
+    "agent",
+    "model",
     "extras",
     "input_tokens",
     "output_tokens",
     "cost_usd",
 )
+LOG_COLUMNS = ["#", "status", "metric", "cost", "commit", "description"]
+
+
+def _log_line(row: dict) -> dict:
+    reason = row["reason"] if row["reason"] and row["status"] not in statuses.INCUMBENT else ""
+    return {
+        "#": row["number"],
+        "status": row["status"],
+        "metric": "" if row["metric"] is None else f"{row['metric']:.6g}",
+        "cost": "" if row["cost_usd"] is None else f"${row['cost_usd']:.4f}",
+        "commit": (row["commit"] or "")[:7],
+        "description": ((row["description"] or "") + (f" ({reason})" if reason else ""))[:100],
+    }
 
 
 @cli.command()
@@ -376,36 +392,65 @@ LOG_KEYS = (
     type=click.Choice(statuses.ALL),
     help="Only this status.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def log(run_tag, status, as_json):
-    """Show every experiment of a run, baseline first."""
+@click.option("-n", "--limit", type=click.IntRange(min=1), help="Only the last N experiments.")
+@click.option("-f", "--follow", is_flag=True, help="Print new experiments as they land, until Ctrl-C.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with --follow: one object per line).")
+def log(run_tag, status, limit, follow, as_json):
+    """Show the experiments of a run, baseline first."""
     _, history, run = _open_run(run_tag)
-    rows = history.experiments(run["tag"], status)
-    if as_json:
+    rows = history.experiments(run["tag"], status)[-limit if limit else None :]
+    if as_json and not follow:
         click.echo(json.dumps([{key: row[key] for key in LOG_KEYS} for row in rows], indent=2))
         return
-    table = []
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps({key: row[key] for key in LOG_KEYS}))
+    else:
+        click.echo(f"run {run['tag']} ({run['target']}, agent {run['agent']})")
+        click.echo(_table([_log_line(row) for row in rows], LOG_COLUMNS))
+    if not follow:
+        click.echo(f"total cost: ${history.total_cost(run['tag']):.4f}")
+        return
+    last_id = max((row["id"] for row in history.experiments(run["tag"])), default=0)
+    try:
+        while True:
+            time.sleep(0.5)
+            for row in history.experiments(run["tag"], status, after_id=last_id):
+                last_id = max(last_id, row["id"])
+                if as_json:
+                    click.echo(json.dumps({key: row[key] for key in LOG_KEYS}))
+                else:
+                    click.echo(_table([_log_line(row)], LOG_COLUMNS).splitlines()[1])
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def runs(as_json):
+    """List the runs of this workspace, with each invocation's agent."""
+    root = resolve(None, None, {})
+    history = open_history(root)
+    rows = history.runs()
     for row in rows:
-        table.append(
-            {
-                "#": row["number"],
-                "status": row["status"],
-                "metric": "" if row["metric"] is None else f"{row['metric']:.6g}",
-                "cost": "" if row["cost_usd"] is None else f"${row['cost_usd']:.4f}",
-                "commit": (row["commit"] or "")[:7],
-                "description": (
-                    (row["description"] or "")
-                    + (
-                        f" ({row['reason']})"
-                        if row["reason"] and row["status"] not in statuses.INCUMBENT
-                        else ""
-                    )
-                )[:100],
-            }
-        )
-    click.echo(f"run {run['tag']} ({run['target']}, agent {run['agent']})")
-    click.echo(_table(table, ["#", "status", "metric", "cost", "commit", "description"]))
-    click.echo(f"total cost: ${history.total_cost(run['tag']):.4f}")
+        row["invocations"] = history.invocations(row["tag"])
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = [
+        {
+            "tag": row["tag"],
+            "target": row["target"],
+            "agents": ", ".join(dict.fromkeys(i["agent"] for i in row["invocations"])) or row["agent"],
+            "experiments": row["experiments"],
+            "kept": row["kept"] or 0,
+            "invocations": len(row["invocations"]),
+            "started": (row["started_at"] or "")[:16],
+            "ended": (row["ended_at"] or "")[:16],
+        }
+        for row in rows
+    ]
+    click.echo(_table(table, list(table[0])) if table else "no run yet; start one with 'autoresearch run'")
 
 
 @cli.command()
@@ -482,6 +527,96 @@ def export(fmt, run_tag):
 
     root, history, run = _open_run(run_tag)
     click.echo(export_tsv(history.experiments(run["tag"]), load_target(root).metric.name), nl=False)
+
+
+# ---- views (they read the ledger only, during a run and after it)
+
+
+def _run_view(run_tag: str | None):
+    from .config import load_target
+    from .views.run import load
+
+    root, history, run = _open_run(run_tag)
+    metric = load_target(root).metric
+    return root, load(history, run["tag"], metric.name, metric.direction)
+
+
+@cli.command()
+@click.option("--run", "run_tag", help="Run tag (default: the latest run).")
+@click.option("--out", type=click.Path(dir_okay=False), default="progress.png", show_default=True)
+@click.option(
+    "--x",
+    "x_axis",
+    type=click.Choice(["number", "time"]),
+    default="number",
+    show_default=True,
+    help="x axis: experiment number, or wall-clock hours since the run started.",
+)
+def plot(run_tag, out, x_axis):
+    """Draw the run's progress chart (the original's progress.png); needs matplotlib."""
+    from .views import chart, plot
+
+    _, view = _run_view(run_tag)
+    drawn = chart.build(view, x_axis)
+    try:
+        plot.save(drawn, Path(out))
+    except plot.MissingMatplotlib as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"wrote {out}: {drawn.title}")
+
+
+@cli.command()
+@click.option("--run", "run_tag", help="Run tag (default: the latest run).")
+@click.option("--out", type=click.Path(dir_okay=False), default="report.html", show_default=True)
+def report(run_tag, out):
+    """Write one self-contained HTML report of a run (no network needed to open it)."""
+    from .views import report
+
+    _, view = _run_view(run_tag)
+    Path(out).write_text(report.render(view), encoding="utf-8")
+    click.echo(f"wrote {out}: run {view.run['tag']}, {len(view.rows)} experiments")
+
+
+@cli.command()
+@click.option("--run", "run_tag", help="Run tag (default: the latest run, following new runs).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=0, show_default=True, help="Port (0: any free port).")
+def dashboard(run_tag, host, port):
+    """Serve a live, read-only dashboard of the run in the browser until Ctrl-C."""
+    from .config import load_target
+    from .views.dashboard import Dashboard, Feed, is_local
+
+    explicit = click.get_current_context().get_parameter_source("host") is ParameterSource.COMMANDLINE
+    if not is_local(host) and not explicit:
+        raise click.ClickException(f"{host} is not a local address; give --host {host} to serve it there")
+    root = resolve(None, None, {})
+    open_history(root).close()  # create and migrate first; the dashboard only reads
+    metric = load_target(root).metric
+    server = Dashboard(Feed(ledger_path(root), run_tag, metric.name, metric.direction), host, port).start()
+    if not is_local(host):
+        click.echo(f"warning: serving the ledger on {host}, without authentication", err=True)
+    click.echo(f"dashboard: {server.url} (Ctrl-C stops it)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+@cli.command()
+@click.option("--run", "run_tag", help="Run tag (default: the latest run).")
+@click.option("--branch", required=True, help="Name of the new branch (must not exist).")
+@click.option("--squash", is_flag=True, help="One commit for all kept changes.")
+def finalize(run_tag, branch, squash):
+    """Put the run's kept changes on a new branch from its starting commit (nothing else changes)."""
+    from .finalize import finalize
+    from .workspace import Workspace
+
+    root, view = _run_view(run_tag)
+    made = finalize(Workspace(root), view, branch, squash)
+    click.echo(f"branch {branch}: {len(made)} commit(s) on {view.baseline['commit'][:10]}")
+    for sha, subject in made:
+        click.echo(f"  {sha[:10]} {subject}")
 
 
 @cli.command()

@@ -140,6 +140,7 @@ class Engine:
         self.cost = 0.0
         self.descriptions: list[str] | None = None
         self.last_result = ""
+        self.invocation: int | None = None  # this invocation's row in the ledger
 
     # ---- the run
 
@@ -180,6 +181,8 @@ class Engine:
             with suppress(LedgerError):  # a lost ledger takes no more writes; its line is the error
                 if self.history.run(self.tag):
                     self.history.update_run(self.tag, ended_at=now())
+                if self.invocation:
+                    self.history.end_invocation(self.invocation)
             lock.release()
         self._summarise(summary)
         return summary
@@ -202,12 +205,13 @@ class Engine:
         check_editable(self.target, self.ws.tracked_files())
         if not dirty:
             self.ws.start_branch(self.branch)
+        options = {k: v for k, v in asdict(self.options).items() if k != "brief"} | {"budget": self.budget}
         if self.history.run(self.tag) is None:
             self.history.create_run(
                 self.tag,
                 self.target.name,
                 self.agent.name,
-                {k: v for k, v in asdict(self.options).items() if k != "brief"} | {"budget": self.budget},
+                options,
                 machine_fingerprint(),
                 self.target.metric.name,
                 self.target.metric.direction,
@@ -215,6 +219,9 @@ class Engine:
             self.display.say(f"run {self.tag}: branch {self.branch}, target {self.target.name}")
         else:
             self.display.say(f"resuming run {self.tag} on branch {self.branch}")
+        self.invocation = self.history.start_invocation(
+            self.tag, self.agent.name, self.agent.model_name(), options
+        )
 
     def _resume(self) -> None:
         """Put git back at the incumbent after a kill, finishing a decided experiment."""
@@ -584,6 +591,8 @@ class Engine:
             "commit": commit,
             "description": description,
             "seed": self._seed(number),
+            "agent": None if number == 0 else self.agent.name,
+            "model": None if number == 0 else self.agent.model_name(),
             "started_at": now(),
             "_started": started,
         }
@@ -638,7 +647,10 @@ class Engine:
         incumbent = self.history.incumbent(self.tag)
         best = f" | best {incumbent['metric']:.6g}" if incumbent else ""
         last = f" | last: {self.last_result}" if self.last_result else ""
-        self.display.set_status(text + best + last, self._phase_clock if clock else None)
+        pace = self.history.pace(self.tag)
+        rate = f" | {pace.per_hour:,.1f} exp/h" if pace.per_hour else ""
+        phase_clock = self._phase_clock if clock else None
+        self.display.set_status(text + best + last + rate, phase_clock, pace.measure_seconds)
 
     def _phase_clock(self) -> str:
         """The evaluator's phase and its elapsed time against that phase's allowance."""

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import sqlite3
+import statistics
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -19,6 +20,7 @@ from .statuses import INCUMBENT
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 JSON_COLUMNS = ("samples", "incumbent_samples", "extras", "options", "machine", "state", "curves", "drift")
+TABLES = ("runs", "experiments", "pending", "invocations")
 
 migrations = Migrations("autoresearch")
 
@@ -107,6 +109,35 @@ def m003_decisions_curves_throughput_drift(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("drift", str)  # JSON list: incumbent drifts beyond the noise, as found
 
 
+# ---- views (issue 13): who proposed each experiment, and every invocation of a run
+
+
+@migrations()
+def m_views_agents_and_invocations(db: sqlite_utils.Database) -> None:
+    db["experiments"].add_column("agent", str)  # a resumed run may use another agent
+    db["experiments"].add_column("model", str)
+    db["invocations"].create(
+        {
+            "id": int,
+            "run": str,
+            "agent": str,
+            "model": str,
+            "options": str,  # JSON: the options of this invocation
+            "started_at": str,
+            "ended_at": str,
+        },
+        pk="id",
+        foreign_keys=[("run", "runs", "tag")],
+    )
+    db["invocations"].create_index(["run", "started_at"])
+
+
+@dataclass
+class Pace:
+    per_hour: float | None  # experiments per hour of busy time
+    measure_seconds: float | None  # the median duration of recent measurements
+
+
 class LedgerError(Exception):
     """The ledger cannot be used as it is (not ours, damaged, newer, read-only, gone); never overwritten."""
 
@@ -174,9 +205,21 @@ class History:
             raise LedgerError(f"{self.path} is damaged ({error}); move it aside and run again") from None
         self.identity = os.stat(self.path)  # the file every write must still go to
 
+    @classmethod
+    def reader(cls, path: Path) -> History:
+        """The ledger opened read-only, for views (``History(path)`` migrates it first)."""
+        history = cls.__new__(cls)
+        history.path = Path(path)
+        history.db = sqlite_utils.Database(read_only(history.path))
+        return history
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits to the ledger (SQLite's ``data_version``)."""
+        return self.db.execute("pragma data_version").fetchone()[0]
+
     def _check_foreign(self) -> None:
         tables = set(self.db.table_names())
-        ours = {"runs", "experiments", "pending", Migrations.migrations_table}
+        ours = {*TABLES, Migrations.migrations_table}
         if tables and not tables & ours:
             raise LedgerError(
                 f"{self.path} holds other tables ({', '.join(sorted(tables))}); "
@@ -249,6 +292,29 @@ class History:
         )
         return self.run(tag)
 
+    def runs(self) -> list[dict]:
+        """Every run of the workspace, oldest first, with its experiment and kept counts."""
+        rows = self.db.query(
+            "select runs.*, count(e.id) as experiments, sum(e.status = 'keep') as kept "
+            "from runs left join experiments e on e.run = runs.tag group by runs.tag order by started_at"
+        )
+        return [_decode(row) for row in rows]
+
+    def start_invocation(self, tag: str, agent: str, model: str | None, options: dict) -> int:
+        self._check_intact()
+        table = self.db["invocations"]
+        table.insert(
+            {"run": tag, "agent": agent, "model": model, "options": json.dumps(options), "started_at": now()}
+        )
+        return table.last_pk
+
+    def end_invocation(self, invocation: int) -> None:
+        self._check_intact()
+        self.db["invocations"].update(invocation, {"ended_at": now()})
+
+    def invocations(self, tag: str) -> list[dict]:
+        return [_decode(row) for row in self.db["invocations"].rows_where("run = ?", [tag], order_by="id")]
+
     def update_run(self, tag: str, **values) -> None:
         self._check_intact()
         for key in JSON_COLUMNS:
@@ -258,8 +324,9 @@ class History:
 
     # ---- experiments
 
-    def experiments(self, tag: str, status: str | None = None) -> list[dict]:
-        where, args = "run = ?", [tag]
+    def experiments(self, tag: str, status: str | None = None, after_id: int = 0) -> list[dict]:
+        """A run's experiments by number; ``after_id`` gives only rows written after that one."""
+        where, args = "run = ? and id > ?", [tag, after_id]
         if status:
             where, args = where + " and status = ?", args + [status]
         rows = self.db["experiments"].rows_where(where, args, order_by="number")
@@ -316,6 +383,21 @@ class History:
         )
         return [row[0] for row in rows if row[0]]
 
+    def pace(self, tag: str, window: int = 10) -> Pace:
+        """Experiments per hour of the run's busy time, and a measurement's usual duration."""
+        count, busy = self.db.execute(
+            "select count(*), sum(total_seconds) from experiments where run = ? and number > 0", [tag]
+        ).fetchone()
+        recent = [
+            row[0]
+            for row in self.db.execute(
+                "select measure_seconds from experiments where run = ? and metric is not null "
+                "and measure_seconds is not null order by number desc limit ?",
+                [tag, window],
+            )
+        ]
+        return Pace(count / busy * 3600 if busy else None, statistics.median(recent) if recent else None)
+
     def total_cost(self, tag: str) -> float:
         row = self.db.execute("select sum(cost_usd) from experiments where run = ?", [tag]).fetchone()
         return row[0] or 0.0
@@ -359,6 +441,11 @@ class History:
             return None
         row = _decode(rows[0])
         return Pending(row["number"], row["phase"], **row["state"])
+
+    def pending_row(self, tag: str) -> dict | None:
+        """The pending row as stored (with ``updated_at``), for views."""
+        rows = list(self.db["pending"].rows_where("run = ?", [tag]))
+        return _decode(rows[0]) if rows else None
 
     def clear_pending(self, tag: str) -> None:
         self._check_intact()

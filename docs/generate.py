@@ -15,7 +15,7 @@ import sqlite_utils
 
 from autoresearch import registry
 from autoresearch.cli import cli
-from autoresearch.history import migrations
+from autoresearch.history import TABLES, migrations
 
 DOCS = Path(__file__).parent
 # The reference documents autoresearch itself, not the plugins that happen to be installed.
@@ -46,7 +46,7 @@ def schema() -> str:
         + ".",
         "",
     ]
-    for table in ("runs", "experiments", "pending"):
+    for table in TABLES:
         lines += [f"## {table}", "", "| column | type |", "|---|---|"]
         lines += [f"| `{col.name}` | {col.type} |" for col in db[table].columns]
         lines += ["", "```sql", db[table].schema, "```", ""]

@@ -161,6 +161,8 @@ def test_log_json_keys_and_tokens(toy, scripted):
         "metric",
         "description",
         "commit",
+        "agent",
+        "model",
         "extras",
         "input_tokens",
         "output_tokens",

@@ -50,6 +50,7 @@ def test_migrations_build_the_schema_in_memory():
         "m001_runs_and_experiments",
         "m002_run_metric_and_experiment_tree",
         "m003_decisions_curves_throughput_drift",
+        "m_views_agents_and_invocations",
     ]
     assert {"metric", "direction"} <= set(db["runs"].columns_dict) and "tree" in columns
     assert {"curves", "throughput"} <= set(columns) and "drift" in db["runs"].columns_dict
@@ -192,7 +193,9 @@ def test_a_ledger_written_by_the_current_release_is_migrated(tmp_path):
         "m001_runs_and_experiments",
         "m002_run_metric_and_experiment_tree",
         "m003_decisions_curves_throughput_drift",
+        "m_views_agents_and_invocations",
     ]
+    assert history.invocations("nov30") == [] and history.experiments("nov30")[1]["agent"] is None
     run = history.run("nov30")
     assert (run["noise"], run["metric"], run["direction"]) == (0.0021, None, None)
     rows = history.experiments("nov30")
