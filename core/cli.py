@@ -13,9 +13,10 @@ import click
 from click.core import ParameterSource
 
 from . import registry, statuses
+from .agent import AgentOptions
 from .history import LedgerError, export_tsv, read_only
 from .target import ConfigError
-from .workspace import WorkspaceError
+from .workspace import WorkspaceError, check_ref_component
 from .workspaces import ledger_path, open_history, resolve
 
 USER_ERRORS = (ConfigError, WorkspaceError, LedgerError, OSError)
@@ -42,6 +43,8 @@ class Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # `autoresearch log | head`: click's main ends quietly
+            raise
         except USER_ERRORS as error:
             raise click.ClickException(str(error)) from None
 
@@ -68,6 +71,15 @@ def collect_options(extra: tuple[str, ...], **given) -> dict:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--option")
         options[key] = value
     return options
+
+
+def env_option(envvar: str, *names: str, **kwargs):
+    """An option with an environment-variable fallback, named in --help."""
+    return click.option(*names, envvar=envvar, show_envvar=True, **kwargs)
+
+
+POSITIVE = click.FloatRange(min=0, min_open=True)
+NOT_NEGATIVE = click.FloatRange(min=0)
 
 
 # ---- listings
@@ -116,7 +128,7 @@ def agents(as_json):
 @click.option("--run", "run_command", metavar="CMD", help="Evaluator command (command target).")
 @click.option("--metric", help="Key of the metric in the evaluator's summary (command target).")
 @click.option("--direction", type=click.Choice(["lower", "higher"]), help="Which way is better.")
-@click.option("--budget", type=float, help="Seconds per experiment.")
+@click.option("--budget", type=POSITIVE, help="Seconds per experiment.")
 @scaffold_options
 def init(target, directory, edit, protect, run_command, metric, direction, budget, data, preset, extra):
     """Make DIRECTORY a workspace for TARGET: git init, the target's files, a first commit.
@@ -162,14 +174,20 @@ def prepare(target, data, preset, extra):
 
 
 @cli.command()
-@click.option("--budget", type=float, help="Seconds (default: the target's budget).")
+@click.option("--budget", type=POSITIVE, help="Seconds (default: the target's budget).")
 def check(budget):
-    """Run the evaluator once on the current tree and show what it reports (no git, no ledger)."""
-    from .config import load_target
+    """Show the files each pattern resolves to, then run the evaluator once on the current tree
+    and show what it reports (no git, no ledger)."""
+    from .config import load_target, pattern_files
     from .measure import Runner
+    from .workspace import Workspace
 
     root = resolve(None, None, {})
     target = load_target(root)
+    tracked = Workspace(root).tracked_files()
+    for kind, patterns in (("editable", target.editable), ("protected", target.protected)):
+        for pattern, files in pattern_files(patterns, tracked).items():
+            click.echo(f"{kind} {pattern}: {', '.join(files) or 'no tracked file'}")
     log = Path(tempfile.mkdtemp(prefix="autoresearch-check-")) / "check.log"
     click.echo(f"measuring {target.name} in {root} (log: {log})")
     started = time.monotonic()
@@ -186,93 +204,156 @@ def check(budget):
         raise SystemExit(1)
 
 
+def option_group(name: str, build, *options):
+    """Click options that reach the command as one argument: ``name=build(**their values)``."""
+
+    def decorate(f):
+        def command(**kwargs):
+            group = build(**{key: kwargs.pop(key) for key in keys})
+            return f(**kwargs, **{name: group})
+
+        command.__name__, command.__doc__ = f.__name__, f.__doc__
+        command.__click_params__ = list(getattr(f, "__click_params__", []))
+        first = len(command.__click_params__)
+        for option in reversed(options):
+            command = option(command)
+        keys = [param.name for param in command.__click_params__[first:]]
+        return command
+
+    return decorate
+
+
+def agent_options(retry_seconds: float, **given) -> AgentOptions:
+    return AgentOptions(**given, extra={"retry_seconds": retry_seconds})
+
+
+def check_tag(ctx, param, tag: str | None) -> str | None:
+    if tag is not None:
+        try:
+            check_ref_component(tag)
+        except WorkspaceError as error:
+            raise click.BadParameter(str(error)) from None
+    return tag
+
+
 @cli.command()
 @click.argument("target", required=False)
 @click.option("--workspace", type=click.Path(file_okay=False), help="Workspace (default: ./TARGET).")
-@click.option("--tag", help="Run tag; the branch is autoresearch/TAG; an existing tag resumes.")
+@click.option(
+    "--tag",
+    "--run",
+    "tag",
+    callback=check_tag,
+    help="Run tag; the branch is autoresearch/TAG; an existing tag resumes.",
+)
 @click.option("--agent", "agent_name", help="Agent (default: anthropic with a key, else mutate).")
-@click.option("--budget", type=float, help="Seconds per experiment (overrides the target).")
-@click.option("--max-experiments", type=int, help="Stop after N experiments (this invocation).")
-@click.option("--max-hours", type=float, help="Stop after H hours (this invocation).")
-@click.option("--max-cost", type=float, help="Stop before agent spending would exceed USD.")
-@click.option("--min-delta", type=float, default=0.0, show_default=True, help="Smallest gain kept.")
-@click.option(
-    "--accept",
-    type=click.Choice(["noise", "strict"]),
-    default="noise",
-    show_default=True,
-    help="noise: keep only gains beyond the measured noise, confirming close calls; strict: any gain.",
+@option_group(  # the engine's RunOptions, less the tag
+    "settings",
+    dict,
+    env_option(
+        "AUTORESEARCH_BUDGET",
+        "--budget",
+        type=POSITIVE,
+        help="Seconds per experiment (overrides the target).",
+    ),
+    env_option(
+        "AUTORESEARCH_MAX_EXPERIMENTS",
+        "--max-experiments",
+        type=click.IntRange(min=0),
+        help="Stop after N experiments (this invocation; 0: the baseline only).",
+    ),
+    click.option("--max-hours", type=POSITIVE, help="Stop after H hours (this invocation)."),
+    click.option("--max-cost", type=NOT_NEGATIVE, help="Stop before agent spending would exceed USD."),
+    click.option(
+        "--min-delta", type=NOT_NEGATIVE, default=0.0, show_default=True, help="Smallest gain kept."
+    ),
+    env_option(
+        "AUTORESEARCH_ACCEPT",
+        "--accept",
+        type=click.Choice(["noise", "strict"]),
+        default="noise",
+        show_default=True,
+        help="noise: keep only gains beyond the measured noise, confirming close calls; strict: any gain.",
+    ),
+    env_option(
+        "AUTORESEARCH_BASELINE_RUNS",
+        "--baseline-runs",
+        type=click.IntRange(min=1),
+        help="Baseline measurements for the noise estimate [3; strict: 1].",
+    ),
+    click.option(
+        "--seed",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="Base of harness-chosen seeds.",
+    ),
+    click.option(
+        "--memory-limit", "memory_limit_mb", type=POSITIVE, help="MB of resident memory for the evaluator."
+    ),
+    click.option(
+        "--log-limit",
+        "log_limit_mb",
+        type=POSITIVE,
+        help="MB an evaluator may write to its log (a full disk is a crash).",
+    ),
+    click.option("--no-network", is_flag=True, help="Run the evaluator without network."),
+    click.option(
+        "--early-abort/--no-early-abort",
+        default=True,
+        show_default=True,
+        help="Stop a candidate whose progress curve falls clearly behind the incumbent's.",
+    ),
+    click.option(
+        "--abort-after",
+        type=click.FloatRange(0, 1),
+        default=0.2,
+        show_default=True,
+        help="Never abort a candidate before this share of the budget.",
+    ),
+    click.option(
+        "--remeasure-every",
+        type=click.IntRange(min=0),
+        default=10,
+        show_default=True,
+        help="Noise-aware: re-measure an incumbent not measured for N experiments (drift; 0: off).",
+    ),
 )
-@click.option(
-    "--baseline-runs", type=int, help="Baseline measurements for the noise estimate [3; strict: 1]."
+@option_group(
+    "agent_options",
+    agent_options,
+    click.option("--model", help="Model for LLM agents."),
+    click.option("--base-url", help="API base URL for LLM agents."),
+    click.option(
+        "--agent-command", "command", help="Command for the command agent ({brief_file} is replaced)."
+    ),
+    click.option(
+        "--agent-timeout",
+        "timeout",
+        type=POSITIVE,
+        default=1800,
+        show_default=True,
+        help="Seconds per proposal (command agent) or per API request (LLM agents).",
+    ),
+    click.option(
+        "--api-retry-seconds",
+        "retry_seconds",
+        type=NOT_NEGATIVE,
+        default=900,
+        show_default=True,
+        help="How long LLM agents retry rate limits, overloads and dropped connections.",
+    ),
+    click.option(
+        "--max-turns",
+        type=click.IntRange(min=1),
+        default=30,
+        show_default=True,
+        help="Tool turns per proposal.",
+    ),
 )
-@click.option(
-    "--no-early-abort", is_flag=True, help="Run every candidate to the end, even when its curve falls behind."
-)
-@click.option(
-    "--abort-after", type=click.FloatRange(0, 1), default=0.2, show_default=True,
-    help="Never abort a candidate before this share of the budget.",
-)  # fmt: skip
-@click.option(
-    "--remeasure-every", type=click.IntRange(0), default=10, show_default=True,
-    help="Noise-aware: re-measure an incumbent not measured for N experiments (drift; 0: off).",
-)  # fmt: skip
-@click.option("--seed", type=int, default=0, show_default=True, help="Base of harness-chosen seeds.")
-@click.option("--model", help="Model for LLM agents.")
-@click.option("--base-url", help="API base URL for LLM agents.")
-@click.option("--agent-command", help="Command for the command agent ({brief_file} is replaced).")
-@click.option(
-    "--agent-timeout",
-    type=float,
-    default=1800,
-    show_default=True,
-    help="Seconds per proposal (command agent) or per API request (LLM agents).",
-)
-@click.option(
-    "--api-retry-seconds",
-    type=float,
-    default=900,
-    show_default=True,
-    help="How long LLM agents retry rate limits, overloads and dropped connections.",
-)
-@click.option("--max-turns", type=int, default=30, show_default=True, help="Tool turns per proposal.")
-@click.option("--memory-limit", type=float, help="MB of resident memory for the evaluator.")
-@click.option(
-    "--log-limit", type=float, help="MB an evaluator may write to its log (a full disk is a crash)."
-)
-@click.option("--no-network", is_flag=True, help="Run the evaluator without network.")
 @scaffold_options
-def run(
-    target,
-    workspace,
-    tag,
-    agent_name,
-    budget,
-    max_experiments,
-    max_hours,
-    max_cost,
-    min_delta,
-    accept,
-    baseline_runs,
-    no_early_abort,
-    abort_after,
-    remeasure_every,
-    seed,
-    model,
-    base_url,
-    agent_command,
-    agent_timeout,
-    api_retry_seconds,
-    max_turns,
-    memory_limit,
-    log_limit,
-    no_network,
-    data,
-    preset,
-    extra,
-):
+def run(target, workspace, tag, agent_name, settings, agent_options, data, preset, extra):
     """Run the ratchet on TARGET (or the current workspace) until a limit or Ctrl-C."""
-    from .agent import AgentOptions
     from .agents import default_agent_name
     from .config import load_target
     from .display import Display
@@ -281,37 +362,14 @@ def run(
     from .workspace import Workspace
 
     root = resolve(target, workspace, collect_options(extra, data=data, preset=preset), echo=click.echo)
-    agent_options = AgentOptions(
-        model=model,
-        base_url=base_url,
-        command=agent_command,
-        timeout=agent_timeout,
-        max_turns=max_turns,
-        extra={"retry_seconds": api_retry_seconds},
-    )
     announcement = None
     if agent_name is None:
         agent_name, announcement = default_agent_name(os.environ)
-        if agent_name == "anthropic" and max_cost is None:
-            max_cost = DEFAULT_MAX_COST_USD
+        if agent_name == "anthropic" and settings["max_cost"] is None:
+            settings["max_cost"] = DEFAULT_MAX_COST_USD
     agent = _agent_class(agent_name)(agent_options)
-    options = RunOptions(
-        tag=tag or default_tag(),
-        budget=budget,
-        max_experiments=max_experiments,
-        max_hours=max_hours,
-        max_cost=max_cost,
-        min_delta=min_delta,
-        accept=accept,
-        baseline_runs=baseline_runs or (3 if accept == "noise" else 1),
-        seed=seed,
-        memory_limit_mb=memory_limit,
-        log_limit_mb=log_limit,
-        no_network=no_network,
-        early_abort=not no_early_abort,
-        abort_after=abort_after,
-        remeasure_every=remeasure_every,
-    )
+    settings["baseline_runs"] = settings["baseline_runs"] or (3 if settings["accept"] == "noise" else 1)
+    options = RunOptions(tag=tag or default_tag(), **settings)
     history = open_history(root)
     engine = Engine(
         Workspace(root),
@@ -386,7 +444,7 @@ def _log_line(row: dict) -> dict:
 
 
 @cli.command()
-@click.option("--run", "run_tag", help="Run tag (default: the latest run).")
+@click.option("--run", "--tag", "run_tag", help="Run tag (default: the latest run).")
 @click.option(
     "--status",
     type=click.Choice(statuses.ALL),
@@ -455,7 +513,7 @@ def runs(as_json):
 
 @cli.command()
 @click.argument("number", type=int)
-@click.option("--run", "run_tag", help="Run tag (default: the latest run).")
+@click.option("--run", "--tag", "run_tag", help="Run tag (default: the latest run).")
 def show(number, run_tag):
     """Show one experiment: description, metric, diff and log tail."""
     from .measure import log_tail
@@ -481,7 +539,7 @@ def show(number, run_tag):
 
 
 @cli.command()
-@click.option("--run", "run_tag", help="Run tag (default: the latest run).")
+@click.option("--run", "--tag", "run_tag", help="Run tag (default: the latest run).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def best(run_tag, as_json):
     """Show the incumbent: the best kept experiment."""
@@ -507,20 +565,22 @@ def sql(query, as_json):
     open_history(root).close()  # create and migrate first
     conn = read_only(ledger_path(root))
     try:
-        rows = [dict(row) for row in conn.execute(query)]
+        cursor = conn.execute(query)
+        rows = [dict(row) for row in cursor]
     except sqlite3.Error as error:
-        raise click.ClickException(f"SQL error: {error}") from None
+        denied = " (this command only reads: ATTACH and VACUUM INTO are refused)" * ("authoriz" in str(error))
+        raise click.ClickException(f"SQL error: {error}{denied}") from None
     finally:
         conn.close()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-    elif rows:
-        click.echo(_table(rows, list(rows[0])))
+    elif cursor.description:  # the header even when no row matched
+        click.echo(_table(rows, [column[0] for column in cursor.description]))
 
 
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["tsv"]), default="tsv", show_default=True)
-@click.option("--run", "run_tag", help="Run tag (default: the latest run).")
+@click.option("--run", "--tag", "run_tag", help="Run tag (default: the latest run).")
 def export(fmt, run_tag):
     """Export a run in the original results.tsv layout to stdout."""
     from .config import load_target
@@ -620,7 +680,7 @@ def finalize(run_tag, branch, squash):
 
 
 @cli.command()
-@click.option("--run", "run_tag", help="Run tag (default: the latest run).")
+@click.option("--run", "--tag", "run_tag", help="Run tag (default: the latest run).")
 def brief(run_tag):
     """Print the brief the agent would get for the next experiment."""
     from .config import load_target

@@ -46,14 +46,25 @@ def load_target(root: Path) -> Target:
     return target_class(config["target"]).from_config(config, root)
 
 
+def pattern_files(patterns: list[str], tracked: list[str]) -> dict[str, list[str]]:
+    """The tracked files each pattern resolves to, for ``autoresearch check`` and the checks below."""
+    return {pattern: [path for path in tracked if matches(path, [pattern])] for pattern in patterns}
+
+
 def check_editable(target: Target, tracked: list[str]) -> None:
-    """Every editable pattern must match a tracked file, or the agent could change nothing."""
-    for pattern in target.editable:
-        if not any(matches(path, [pattern]) for path in tracked):
+    """Every editable pattern must match a tracked file, or the agent could change nothing, and no
+    file may be both editable and protected, or every change to it would be invalid."""
+    for pattern, files in pattern_files(target.editable, tracked).items():
+        if not files:
             raise ConfigError(
                 f"editable pattern {pattern!r} matches no tracked file; fix 'edit' in {CONFIG_FILE} "
                 "or commit the file"
             )
+    both = [path for path in tracked if matches(path, target.editable) and matches(path, target.protected)]
+    if both:
+        raise ConfigError(
+            f"{both[0]} is both editable and protected; remove it from 'edit' or 'protect' in {CONFIG_FILE}"
+        )
 
 
 def reject_unknown_fields(config: dict, known: tuple[str, ...]) -> None:

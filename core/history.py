@@ -456,7 +456,13 @@ def read_only(path: Path) -> sqlite3.Connection:
     """A connection that cannot write, for ``autoresearch sql``."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     conn.row_factory = sqlite3.Row
+    conn.set_authorizer(_no_attach)
     return conn
+
+
+def _no_attach(action: int, *_) -> int:
+    """ATTACH (and VACUUM INTO, which attaches) would create files wherever the query says."""
+    return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_ATTACH else sqlite3.SQLITE_OK
 
 
 def export_tsv(experiments: list[dict], metric: str) -> str:

@@ -21,6 +21,10 @@ from .target import Measurement
 
 SECRET_ENV = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 SUMMARY_LINE = re.compile(r"^([A-Za-z_][\w.\-]*):\s+(\S.*?)\s*$")
+INTEGER = re.compile(r"[+-]?[0-9]+")
+FLOAT = re.compile(
+    r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE
+)
 GRACE_SECONDS = 5.0
 POLL_SECONDS = 0.05
 LOG_FULL = "log file size limit reached (disk full?)"
@@ -81,15 +85,15 @@ def parse_summary(text: str) -> dict[str, list[str]]:
 
 
 def to_number(value: str):
-    """A summary value as int or float where it is one, else the string."""
-    try:
+    """A summary value as int or float where it is written as one, else the string.
+
+    Stricter than ``int()``/``float()``: ``1_000`` or non-ASCII digits stay strings.
+    """
+    if INTEGER.fullmatch(value):
         return int(value)
-    except ValueError:
-        pass
-    try:
+    if FLOAT.fullmatch(value):
         return float(value)
-    except ValueError:
-        return value
+    return value
 
 
 def read_metric(text: str, metric: str) -> tuple[float, dict]:
@@ -320,4 +324,6 @@ def _exit_reason(returncode: int) -> str:
         if name == "SIGXFSZ":
             return LOG_FULL
         return f"killed by {name}"
+    if returncode - 128 in signal.valid_signals():  # a shell reports its child's signal N as 128+N
+        return f"killed by {signal.Signals(returncode - 128).name} (exit code {returncode})"
     return f"exit code {returncode}"

@@ -22,10 +22,16 @@ DEFAULT_PLUGINS = (
 )
 LOAD_ENV = "AUTORESEARCH_LOAD_PLUGINS"  # comma-separated module or entry-point names; empty: none
 TRACE_ENV = "AUTORESEARCH_TRACE_HOOKS"  # any value prints every hook call to stderr
+ENTRY_POINTS = "autoresearch"  # the entry-point group of third-party plugins
+_warned: set[str] = set()
 
 
 def build_manager() -> pluggy.PluginManager:
-    """A fresh manager with the bundled and installed plugins, filtered by the allow-list."""
+    """A fresh manager with the bundled and installed plugins, filtered by the allow-list.
+
+    An installed plugin that fails to import is skipped with one line on stderr, so one broken
+    package cannot take every command (``--help`` included) down with it.
+    """
     pm = pluggy.PluginManager("autoresearch")
     pm.add_hookspecs(hookspecs)
     allowed = os.environ.get(LOAD_ENV)
@@ -33,11 +39,20 @@ def build_manager() -> pluggy.PluginManager:
     for name in DEFAULT_PLUGINS:  # by module or short name: "mutate", "autoresearch.agents.mutate"
         if allow is None or name in allow or name.rsplit(".", 1)[-1] in allow:
             pm.register(importlib.import_module(name), name)
-    if allow is None:
-        pm.load_setuptools_entrypoints("autoresearch")
-    else:
-        for dist_name in allow - set(DEFAULT_PLUGINS):
-            pm.load_setuptools_entrypoints("autoresearch", name=dist_name)
+    installed = sorted({ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINTS)})
+    for name in installed:
+        if allow is None or name in allow:
+            try:
+                pm.load_setuptools_entrypoints(ENTRY_POINTS, name=name)
+            except Exception as error:  # any import-time failure of someone else's code
+                warn(
+                    f"plugin {name!r} failed to load ({type(error).__name__}: {error}); skipped. Fix or "
+                    f"uninstall it, or set {LOAD_ENV} to the plugins to load"
+                )
+    if allow is not None:
+        known = set(DEFAULT_PLUGINS) | {n.rsplit(".", 1)[-1] for n in DEFAULT_PLUGINS} | set(installed)
+        for name in sorted(allow - known):
+            warn(f"{LOAD_ENV} names {name!r}, which is no bundled plugin or installed entry point")
     pm.check_pending()
     if os.environ.get(TRACE_ENV):
         pm.trace.root.setwriter(sys.stderr.write)
@@ -45,29 +60,48 @@ def build_manager() -> pluggy.PluginManager:
     return pm
 
 
+def warn(message: str) -> None:
+    """One line on stderr, once per process."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"autoresearch: {message}", file=sys.stderr)
+
+
 @cache
 def get_manager() -> pluggy.PluginManager:
     return build_manager()
 
 
-def _collect(hook) -> dict:
+def _collect(hook, kind: str) -> dict:
+    """Classes by name; on a clash a bundled class wins, and the loser is named on stderr."""
     found: dict = {}
 
     def register(cls):
-        found[cls.name] = cls
+        other = found.setdefault(cls.name, cls)
+        if other is not cls:
+            keep, lose = (cls, other) if _bundled(cls) and not _bundled(other) else (other, cls)
+            found[cls.name] = keep
+            warn(
+                f"{kind} {cls.name!r} of {lose.__module__} is ignored: {keep.__module__} registers "
+                "that name too; rename one of them"
+            )
 
     hook(register=register)
     return dict(sorted(found.items()))
 
 
+def _bundled(cls) -> bool:
+    return cls.__module__ in DEFAULT_PLUGINS
+
+
 def targets() -> dict:
     """Registered target classes by name."""
-    return _collect(get_manager().hook.register_targets)
+    return _collect(get_manager().hook.register_targets, "target")
 
 
 def agents() -> dict:
     """Registered agent classes by name."""
-    return _collect(get_manager().hook.register_agents)
+    return _collect(get_manager().hook.register_agents, "agent")
 
 
 def experiment_finished(run: dict, experiment: dict, warn) -> None:

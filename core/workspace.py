@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import socket
@@ -11,6 +10,7 @@ import time
 from pathlib import Path
 
 import git
+from wcmatch.glob import DOTGLOB, GLOBSTAR, globmatch
 
 from .measure import pid_alive
 
@@ -34,13 +34,31 @@ def find_root(start: Path) -> Path | None:
         repo = git.Repo(start, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         return None
+    if repo.bare:
+        return None
     top = Path(repo.working_tree_dir)
     return top if (top / CONFIG_FILE).exists() else None
 
 
 def matches(path: str, patterns: list[str]) -> bool:
-    """Whether a repo-relative path matches any glob (``**`` crosses directories)."""
-    return any(fnmatch.fnmatch(path, pattern) or path == pattern for pattern in patterns)
+    """Whether a workspace-relative path matches any pattern: ``*`` stays inside one folder, ``**``
+    crosses folders (``**/*.py`` includes top-level files); a pattern equal to the path matches too."""
+    return any(path == pattern or globmatch(path, pattern, flags=GLOBSTAR | DOTGLOB) for pattern in patterns)
+
+
+def check_ref_component(tag: str) -> None:
+    """Refuse a run tag git cannot name a branch with (as ``git check-ref-format`` does), or a '/'."""
+    try:
+        git.Git().check_ref_format(f"refs/heads/autoresearch/{tag}")
+    except git.GitCommandError:
+        ok = False
+    else:
+        ok = "/" not in tag
+    if not ok:
+        raise WorkspaceError(
+            f"{tag!r} cannot be a run tag: use letters, digits, '-', '_' and '.' (no spaces, '..', "
+            "'~', '/' or a '.lock' ending)"
+        )
 
 
 def diff_sha(diff: str) -> str:
@@ -59,6 +77,11 @@ class Workspace:
                 f"{self.root} is not a git repository; run 'git init' there or use "
                 "'autoresearch init TARGET DIR'"
             ) from None
+        if self.repo.bare:
+            raise WorkspaceError(
+                f"{self.root} is a bare git repository (no working tree); clone it (git clone "
+                f"{self.root} DIR) and work in the clone"
+            )
         self.state_dir = self.root / STATE_DIR
         self._set_identity()
 
@@ -98,7 +121,7 @@ class Workspace:
         return None if self.repo.head.is_detached else self.repo.active_branch.name
 
     def tracked_files(self) -> list[str]:
-        return self.repo.git.ls_files().splitlines()
+        return _paths(self.repo.git.ls_files("-z"))
 
     def dirty_paths(self) -> list[str]:
         """Tracked paths modified in the working tree or the index (untracked files ignored)."""
@@ -112,7 +135,7 @@ class Workspace:
         return self.repo.git.diff("HEAD", "--no-color", "--no-ext-diff", "--binary")
 
     def changed_paths(self) -> list[str]:
-        return self.repo.git.diff("HEAD", "--name-only").splitlines()
+        return _paths(self.repo.git.diff("HEAD", "--name-only", "-z"))
 
     def numstat(self) -> tuple[int, int, bool]:
         """Lines added and removed by the working tree's change, and whether a file is binary."""
@@ -178,6 +201,11 @@ class Workspace:
         lock = Path(self.repo.git_dir) / "index.lock"
         if lock.exists() and (force or time.time() - lock.stat().st_mtime > 10):
             lock.unlink(missing_ok=True)
+
+
+def _paths(nul_separated: str) -> list[str]:
+    """Paths from a ``-z`` listing: unquoted, so non-ASCII names arrive as they are on disk."""
+    return [path for path in nul_separated.split("\0") if path]
 
 
 class RunLock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -37,13 +38,19 @@ def score():
 def isolated(tmp_path_factory, monkeypatch):
     """Never touch the user's home, cache or keys; commit with a fixed identity."""
     home = tmp_path_factory.mktemp("home")
+    # The user's own settings (.ci/run exports AUTORESEARCH_MAX_EXPERIMENTS for the README's run).
+    for key in [key for key in os.environ if key.startswith("AUTORESEARCH_")]:
+        monkeypatch.delenv(key)
+    for key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("AUTORESEARCH_CACHE", str(home / "cache"))
-    for key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "AUTORESEARCH_LOAD_PLUGINS", "AUTORESEARCH_FAULT"):
-        monkeypatch.delenv(key, raising=False)
     for var in ("AUTHOR", "COMMITTER"):
         monkeypatch.setenv(f"GIT_{var}_NAME", "Test")
         monkeypatch.setenv(f"GIT_{var}_EMAIL", "test@example.com")
+    # One torch thread in the evaluators: on a busy 2-core machine two threads wait on each other
+    # at every barrier, and a tiny model's 10 ms step took 1-4 s, past a short budget's overshoot.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     registry.get_manager.cache_clear()
     yield
     registry.get_manager.cache_clear()

@@ -116,7 +116,7 @@ def test_blocks_are_applied_and_failures_reported(files):
         EditBlock("prepare.py", "DATA = 'fixed'\n", "DATA = 'easy'\n"),
         EditBlock(None, "a", "b"),
     ]
-    errors = apply_edit_blocks(blocks, files)
+    errors = [error for _, error in apply_edit_blocks(blocks, files)]
     assert errors == [
         "block 2 (train.py): train.py already has content; quote the lines to replace",
         "block 4 (prepare.py): refused: prepare.py is not editable; editable files: src/new.py, train.py",
@@ -125,3 +125,46 @@ def test_blocks_are_applied_and_failures_reported(files):
     assert files.read("train.py") == "a = 1\nb = 3\na = 1\n"
     assert files.read("src/new.py") == 'print("new")\n'
     assert files.read("prepare.py") == "DATA = 'fixed'\n"
+
+
+CODE = """\
+def step(x):
+    if x > 0:
+        x = x - 1  # shrink
+    return x
+
+
+LR = 0.1  # learning rate
+"""
+
+
+@pytest.mark.parametrize(
+    "search, replace, expected",
+    [
+        # occurs once as a part of a line: the model's newline ends the line early
+        ("LR = 0.1\n", "LR = 0.05\n", CODE.replace("LR = 0.1  #", "LR = 0.05  #")),
+        # the same lines with other indentation: the replacement follows the file's indentation
+        (
+            "if x > 0:\n    x = x - 1  # shrink\n",
+            "if x > 1:\n    x = x - 2\n",
+            CODE.replace("if x > 0:\n        x = x - 1  # shrink", "if x > 1:\n        x = x - 2"),
+        ),
+        # other spacing inside and at the ends of lines
+        ("x = x  -  1   # shrink  \n", "x = x - 3\n", CODE.replace("x - 1  # shrink", "x - 3")),
+    ],
+    ids=["part-of-a-line", "indentation", "inner-spaces"],
+)
+def test_an_unambiguous_near_match_is_applied(tmp_path, search, replace, expected):
+    (tmp_path / "train.py").write_text(CODE)
+    files = EditableFiles(tmp_path, ["train.py"])
+    assert apply_edit_blocks([EditBlock("train.py", search, replace)], files) == []
+    assert files.read("train.py") == expected
+
+
+def test_an_ambiguous_near_match_is_refused(tmp_path):
+    (tmp_path / "train.py").write_text("a = 1  # one\nb = 2\na = 1  # two\n")
+    files = EditableFiles(tmp_path, ["train.py"])
+    ((_, error),) = apply_edit_blocks([EditBlock("train.py", "a  = 1\n", "a = 3\n")], files)
+    assert error == "block 1 (train.py): old text does not occur in train.py; it must match exactly once"
+    assert apply_edit_blocks([EditBlock("train.py", "a = 1\n", "a = 3\n")], files)  # twice as a part
+    assert files.read("train.py") == "a = 1  # one\nb = 2\na = 1  # two\n"

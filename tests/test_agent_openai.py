@@ -160,3 +160,12 @@ def test_defaults_point_at_a_local_ollama():
     agent = OpenAIAgent()
     assert agent.base_url == DEFAULT_BASE_URL == "http://localhost:11434/v1"
     assert agent.announce() == f"agent: openai, model {DEFAULT_MODEL} at {DEFAULT_BASE_URL}"
+
+
+def test_the_same_failing_block_twice_ends_the_proposal(repo, server):
+    wrong = edit("train.py", "LEARNING_RATE = 0.3\n", "LEARNING_RATE = 0.05\n")
+    server.play(*[completion("DESCRIPTION: lower rate\n" + wrong) for _ in range(5)])
+    proposal = make_agent(server).propose(make_brief(repo))
+    assert len(server.requests) == 2  # the first correction, then no more
+    assert "the same edit block failed twice; stopped asking for corrections" in proposal.note
+    assert (repo / "train.py").read_text() == TRAIN

@@ -2,6 +2,7 @@
 
 import inspect
 import re
+import subprocess
 import types
 from contextlib import contextmanager
 from pathlib import Path
@@ -146,3 +147,18 @@ def test_tutorial_excerpts_are_quoted_exactly():
     assert quoted, "the tutorial quotes no test"
     for path, code in quoted:
         assert code in (ROOT / path).read_text(), f"tutorial.md quotes {path}, which no longer has that code"
+
+
+def test_ci_runs_the_readmes_two_setup_commands():
+    """.ci/run extracts the README's setup block with this awk program and runs what it prints."""
+    program = re.search(
+        r"readme_commands=\$\(awk '(.*?)' README.md\)", (ROOT / ".ci" / "run").read_text(), re.S
+    )
+    lines = subprocess.run(
+        ["awk", program.group(1), "README.md"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("python3 -m venv .venv") and lines[0].endswith(
+        "&& autoresearch run nanochat_bpb"
+    )
+    assert "docs/plugins/examples/autoresearch-perf-example" in lines[1] and lines[1].endswith("&& pytest")

@@ -1,7 +1,10 @@
 """The example plugins in docs/plugins/examples, installed as a user installs them (pip install -e)."""
 
 import json
+import re
+import shlex
 from importlib import resources
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -11,7 +14,7 @@ from autoresearch.history import History
 from conftest import git, invoke
 from servers.messages_server import MessagesServer, message, text, tool_use
 
-INSTALL_HINT = "install the examples: pip install -e docs/plugins/examples/<name> (as .ci/run does)"
+INSTALL_HINT = "install the examples: pip install -e docs/plugins/examples/<name> (as the README says)"
 
 
 def ledger_rows(root, tag="t"):
@@ -147,3 +150,16 @@ def test_prompt_example_end_to_end_with_heldout_score(tmp_path, monkeypatch):
 def test_prompt_example_needs_the_api_key(tmp_path):
     result = invoke("run", "prompt_example", "--workspace", str(tmp_path / "p"), "--max-experiments", "1")
     assert result.exit_code == 1 and "ANTHROPIC_API_KEY is not set" in result.output
+
+
+def test_the_guides_ledger_queries_read_its_first_run(tmp_path, monkeypatch):
+    guide = (Path(__file__).parent.parent / "docs" / "guide.md").read_text()
+    first_run = shlex.split(re.search(r"^autoresearch run perf_example .*$", guide, re.M).group(0))
+    query = shlex.split(re.search(r'^autoresearch sql ".*?"$', guide, re.M | re.S).group(0))
+    first_run[first_run.index("--max-experiments") + 1] = "1"  # the guide's 10, shortened
+    monkeypatch.chdir(tmp_path)
+    assert invoke(*first_run[1:]).exit_code == 0, INSTALL_HINT
+    monkeypatch.chdir(tmp_path / "perf_example")
+    table = invoke(*query[1:]).output.splitlines()
+    assert table[0].split() == ["number", "status", "runtime_ms", "description"]
+    assert table[1].split()[:2] == ["0", "baseline"]

@@ -26,6 +26,8 @@ def test_summary_block_is_parsed():
         ("---\nval_bpb: nan\n", "not a finite number"),
         ("---\nval_bpb: inf\n", "not a finite number"),
         ("---\nval_bpb: fast\n", "not a finite number"),
+        ("---\nval_bpb: 1_000\n", "not a finite number"),
+        ("---\nval_bpb: \u0661\n", "not a finite number"),  # an Arabic-Indic digit one
         ("---\nval_bpb: 1\n---\nval_bpb: 0.5\n", "printed 2 times"),
     ],
 )
@@ -61,6 +63,8 @@ def test_output_of_each_run_is_separate_in_a_shared_log(tmp_path):
 
 def test_exit_code_and_memory_limit(tmp_path):
     assert Runner().run("exit 3", tmp_path, tmp_path / "log", 10).reason == "exit code 3"
+    crashed = Runner().run("sh -c 'kill -SEGV $$'; exit $?", tmp_path, tmp_path / "log", 10)
+    assert crashed.reason == "killed by SIGSEGV (exit code 139)"  # the shell's 128+N, named
     hog = [sys.executable, "-c", "x = bytearray(400 * 2**20); import time; time.sleep(30)"]
     result = Runner(memory_limit_mb=100).run(hog, tmp_path, tmp_path / "log", 60)
     assert result.status == "crash" and result.reason.startswith("memory")

@@ -96,6 +96,7 @@ def test_3_openai_agent(ws):
 
 
 def test_4_command_agent(ws, tmp_path):
+    experiments_before = [r for r in rows(ws) if r["status"] != "baseline"]
     script = tmp_path / "agent.py"
     old, new = set_constant(ws, "FINAL_LR_FRAC", "0.05")
     script.write_text(
@@ -108,4 +109,4 @@ def test_4_command_agent(ws, tmp_path):
     assert result.exit_code == 0, result.output
     last = rows(ws)[-1]
     assert last["description"] == "end the warm-down at 5% of the lr" and last["metric"] is not None
-    assert len(rows(ws)) == 6
+    assert [r for r in rows(ws) if r["status"] != "baseline"][:-1] == experiments_before  # one more

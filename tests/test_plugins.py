@@ -2,6 +2,8 @@
 
 import inspect
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -177,3 +179,80 @@ def test_generated_docs_are_current():
     script = Path(__file__).parent.parent / "docs" / "generate.py"
     result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def installed_plugins(site, **modules: str) -> dict:
+    """A site folder holding one distribution whose ``autoresearch`` entry points are ``modules``."""
+    info = site / "third_party-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: third-party\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[autoresearch]\n" + "".join(f"{name} = {name}_plugin\n" for name in modules)
+    )
+    for name, source in modules.items():
+        (site / f"{name}_plugin.py").write_text(source)
+    return {**os.environ, "PYTHONPATH": str(site)}
+
+
+def cli_process(env, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "autoresearch.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+CLASHING_TARGET = """\
+from autoresearch import Target, Metric, hookimpl
+
+
+class Mine(Target):
+    name = "command"
+    description = "a third-party target that took a bundled name"
+
+    def evaluate(self, root, runner, budget, seed, log_path):
+        raise NotImplementedError
+
+
+@hookimpl
+def register_targets(register):
+    register(Mine)
+"""
+
+
+def test_a_plugin_that_fails_to_import_is_one_line_and_skipped(tmp_path):
+    env = installed_plugins(tmp_path, broken="import no_such_module_anywhere\n", clash=CLASHING_TARGET)
+    result = cli_process(env, "--help")
+    assert result.returncode == 0 and "Usage:" in result.stdout
+    assert result.stderr == (
+        "autoresearch: plugin 'broken' failed to load (ModuleNotFoundError: No module named "
+        "'no_such_module_anywhere'); skipped. Fix or uninstall it, or set AUTORESEARCH_LOAD_PLUGINS "
+        "to the plugins to load\n"
+    )
+    env["AUTORESEARCH_LOAD_PLUGINS"] = "command,mutate"
+    assert cli_process(env, "--help").stderr == ""
+
+
+def test_a_third_party_class_with_a_bundled_name_loses_loudly(tmp_path):
+    env = installed_plugins(tmp_path, clash=CLASHING_TARGET)
+    result = cli_process(env, "targets", "--json")
+    assert result.returncode == 0
+    command = next(t for t in json.loads(result.stdout) if t["name"] == "command")
+    assert command["description"] != "a third-party target that took a bundled name"
+    assert result.stderr == (
+        "autoresearch: target 'command' of clash_plugin is ignored: autoresearch.plugins.command "
+        "registers that name too; rename one of them\n"
+    )
+
+
+def test_an_allow_list_name_that_matches_nothing_is_warned(monkeypatch, capsys):
+    monkeypatch.setenv("AUTORESEARCH_LOAD_PLUGINS", "mutate,mutat")
+    monkeypatch.setattr(registry, "_warned", set())
+    registry.get_manager.cache_clear()
+    assert list(registry.agents()) == ["mutate"]
+    assert capsys.readouterr().err == (
+        "autoresearch: AUTORESEARCH_LOAD_PLUGINS names 'mutat', which is no bundled plugin or installed "
+        "entry point\n"
+    )

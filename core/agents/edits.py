@@ -9,7 +9,10 @@ A block is a line naming the file, then::
     >>>>>>> REPLACE
 
 Markdown fences around the block are ignored. An empty SEARCH creates a new file. Each SEARCH must
-match exactly once; blocks for files that are not editable are refused.
+match exactly once; blocks for files that are not editable are refused. Models copy imperfectly,
+so a SEARCH that does not occur is still applied where one reading of it is unambiguous: without
+its final newline it occurs once (a part of a line), or exactly one run of lines equals it up to
+whitespace (the REPLACE is then re-indented by the same amount).
 """
 
 from __future__ import annotations
@@ -60,20 +63,69 @@ def parse_edit_blocks(text: str) -> list[EditBlock]:
     return blocks
 
 
-def apply_edit_blocks(blocks: list[EditBlock], files: EditableFiles) -> list[str]:
-    """Apply each block that can be applied; returns one error line per block that could not."""
-    errors = []
+def apply_edit_blocks(blocks: list[EditBlock], files: EditableFiles) -> list[tuple[EditBlock, str]]:
+    """Apply each block that can be applied; returns each block that could not, with an error line."""
+    failed = []
     for number, block in enumerate(blocks, 1):
         try:
             if block.path is None:
                 raise EditError("no file path on the line before <<<<<<< SEARCH")
-            if block.search:
-                files.replace(block.path, block.search, block.replace)
-            else:
+            if not block.search:
                 files.create(block.path, block.replace)
+                continue
+            text = files.read(block.path)
+            found = (block.search, block.replace) if block.search in text else loose_match(text, block)
+            files.replace(block.path, *(found or (block.search, block.replace)))  # else it says why
         except EditError as error:
-            errors.append(f"block {number} ({block.path or 'no path'}): {error}")
-    return errors
+            failed.append((block, f"block {number} ({block.path or 'no path'}): {error}"))
+    return failed
+
+
+def loose_match(text: str, block: EditBlock) -> tuple[str, str] | None:
+    """The file's own text for a SEARCH that does not occur exactly, and its REPLACE adjusted to it;
+    None unless exactly one reading fits."""
+    search, replace = block.search, block.replace
+    inner = search.rstrip("\r\n")
+    if inner and text.count(inner) == 1:  # a part of one line: the newline was the model's
+        ending = search[len(inner) :]
+        return inner, replace[: -len(ending)] if replace.endswith(ending) else replace
+    lines, wanted = text.splitlines(keepends=True), [_squeeze(line) for line in search.splitlines()]
+    starts = [
+        i
+        for i in range(len(lines) - len(wanted) + 1)
+        if [_squeeze(line) for line in lines[i : i + len(wanted)]] == wanted
+    ]
+    if len(starts) != 1 or not any(wanted):
+        return None
+    found = lines[starts[0] : starts[0] + len(wanted)]
+    old = "".join(found)
+    new = _reindent(replace, _indent(search.splitlines()), _indent(found))
+    if old.endswith("\n") and new and not new.endswith("\n"):
+        new += "\n"
+    return old, new.replace("\n", "\r\n") if "\r\n" in old else new
+
+
+def _squeeze(line: str) -> str:
+    return " ".join(line.split())
+
+
+def _indent(lines: list[str]) -> str:
+    """The leading whitespace of the first line with text."""
+    first = next((line for line in lines if line.strip()), "")
+    return first[: len(first) - len(first.lstrip())]
+
+
+def _reindent(text: str, model: str, actual: str) -> str:
+    """Shift ``text``'s lines from the model's indentation to the file's."""
+    if model == actual:
+        return text
+    lines = text.splitlines(keepends=True)
+    if actual.startswith(model):
+        return "".join(actual[len(model) :] + line if line.strip() else line for line in lines)
+    if model.startswith(actual):
+        cut = len(model) - len(actual)
+        return "".join(line[cut:] if line.startswith(model[:cut]) else line for line in lines)
+    return text
 
 
 def _next(lines: list[str], start: int, marker: re.Pattern) -> int | None:

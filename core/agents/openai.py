@@ -2,7 +2,8 @@
 
 For local models (Ollama, vLLM, llama.cpp server) and others without reliable tool use: the model
 answers in text, and the harness parses and applies the edit blocks. Blocks that fail to apply
-are sent back once per turn, with the files as they are now, for the model to correct.
+are sent back once per turn, with the files as they are now, for the model to correct; a block
+that fails a second time ends the proposal (resending it would only spend tokens).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class OpenAIAgent(Agent):
         files = EditableFiles(brief.root, brief.editable, brief.protected)
         messages = self.prompt(brief, files)
         usage = Usage()
-        description, notes = "", []
+        description, notes, failed_before = "", [], set()
         key = os.environ.get(KEY_ENV)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         timeout = httpx.Timeout(self.options.timeout, connect=min(self.options.timeout, CONNECT_SECONDS))
@@ -65,10 +66,14 @@ class OpenAIAgent(Agent):
                 reply = THINKING.sub("", choice["message"].get("content") or "")
                 description = describe(reply, description)
                 cut = choice.get("finish_reason") == "length"
-                feedback, note = apply_reply(reply, files, cut)
+                feedback, note, failed = apply_reply(reply, files, cut)
                 notes = [note] if note else []
                 if feedback is None:
                     break
+                if failed & failed_before:
+                    notes.append("the same edit block failed twice; stopped asking for corrections")
+                    break
+                failed_before |= failed
                 messages.append({"role": "assistant", "content": reply})
                 messages.append({"role": "user", "content": feedback})
         if not files.changed():
@@ -123,23 +128,26 @@ def describe(reply: str, previous: str) -> str:
     return previous or one_line(reply.split("<<<<<<<")[0])
 
 
-def apply_reply(reply: str, files: EditableFiles, cut: bool) -> tuple[str | None, str | None]:
-    """Apply the reply's edit blocks. Returns the correction to send (None: done) and a note."""
+def apply_reply(reply: str, files: EditableFiles, cut: bool) -> tuple[str | None, str | None, set]:
+    """Apply the reply's edit blocks. Returns the correction to send (None: done), a note, and the
+    (path, search) of each block that failed."""
     blocks = parse_edit_blocks(reply)
-    errors = apply_edit_blocks(blocks, files)
-    if (blocks and not errors) or (not blocks and files.changed()):
-        return None, None
+    failed = apply_edit_blocks(blocks, files)
+    if (blocks and not failed) or (not blocks and files.changed()):
+        return None, None, set()
     lines = ["Your reply was cut off at the output limit; make smaller edits."] if cut else []
     if not blocks:
         lines.append("Your reply had no complete SEARCH/REPLACE block. Reply with the blocks.")
-        return "\n".join(lines), "the reply had no complete SEARCH/REPLACE block"
+        return "\n".join(lines), "the reply had no complete SEARCH/REPLACE block", set()
+    errors = [error for _, error in failed]
     lines += ["These blocks were not applied (the others were):", *errors]
     lines.append("Send corrected blocks for these only, copying SEARCH text exactly.")
     current = file_context(files, sorted({b.path for b in blocks if b.path}), "")
     if current:
         lines += ["", "The files now:", "", current]
     note = f"{len(errors)} of {len(blocks)} edit blocks not applied: {errors[0]}"
-    return "\n".join(lines), note + (" (the reply was cut off)" if cut else "")
+    keys = {(block.path, block.search) for block, _ in failed}
+    return "\n".join(lines), note + (" (the reply was cut off)" if cut else ""), keys
 
 
 def error_detail(response: httpx.Response) -> str:
