@@ -9,6 +9,7 @@ checkout of one commit, and the run branch moves only by compare-and-swap.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import signal
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import checks, sandbox, statuses
+from .abort import EarlyAbort
 from .accept import POLICIES, Decision, Evidence
 from .agent import Agent, AgentError, AgentExhausted, Brief, FatalAgentError
 from .brief import BriefSettings, brief_values, editable_paths, program_text, render
@@ -35,6 +37,7 @@ from .workspace import BranchMoved, RunLock, Workspace, WorkspaceError
 
 FAULT_ENV = "AUTORESEARCH_FAULT"  # test hook: SIGKILL ourselves at this named point
 AGENT_BACKOFF_SECONDS = (1.0, 5.0, 15.0, 30.0)  # waits after 1, 2, 3, 4 agent errors in a row; then stop
+DRIFT_SIGMAS = 3.0  # an incumbent re-measurement this far from its earlier samples is drift
 
 
 class Interrupted(BaseException):
@@ -68,6 +71,9 @@ class RunOptions:
     memory_limit_mb: float | None = None
     log_limit_mb: float | None = None
     no_network: bool = False
+    early_abort: bool = True  # stop a candidate whose progress curve falls behind (needs a curve key)
+    abort_after: float = 0.2  # never before this share of the budget
+    remeasure_every: int = 10  # noise-aware: measure the incumbent when not measured for this many
     brief: BriefSettings = field(default_factory=BriefSettings)
 
 
@@ -126,7 +132,7 @@ class Engine:
         self.policy = POLICIES[options.accept](target.metric, options.min_delta)
         if options.accept == "noise" and options.baseline_runs < 2:
             raise ConfigError("--accept noise needs --baseline-runs 2 or more (or use --accept strict)")
-        self.evidence = Evidence()
+        self.evidence = Evidence(relative=target.metric.noise == "relative")
         self.runner = Runner(
             memory_limit_mb=options.memory_limit_mb,
             log_limit_mb=options.log_limit_mb,
@@ -165,7 +171,7 @@ class Engine:
             self.history.fill_trees(self.tag, self.ws.tree)  # a ledger from before m002
             self.draft = self.checkouts.draft(self.head)
             self.cache.ensure(self.draft.root, echo=self.display.say)
-            self.evidence = Evidence.from_rows(self.history.experiments(self.tag))
+            self.evidence = Evidence.from_rows(self.history.experiments(self.tag), self.evidence.relative)
             if (
                 self.options.accept == "noise"
                 and self.history.incumbent(self.tag)
@@ -341,19 +347,31 @@ class Engine:
         row = self._row(number, head, head, "baseline", "untouched baseline", time.monotonic())
         row["tree"] = self.ws.tree(head)
         self.history.set_pending(self.tag, Pending(number, "measure", head))
-        samples, measurement = [], None
-        for run in range(self.options.baseline_runs):
-            self._show(f"baseline {run + 1}/{self.options.baseline_runs}: measuring", clock=True)
-            measurement, usage = self._measure(number, head, seed_offset=run)
+        samples, curves, measurement, usage = [], [], None, None
+        runs = self.options.baseline_runs
+        if runs > 1:
+            each = self.target.allowances(self.budget).total
+            self.display.say(
+                f"measuring the baseline {runs} times to estimate the noise "
+                f"(up to about {runs * each / 60:.0f} min: {runs} x {each:.0f} s)"
+            )
+        for run in range(runs):
+            self._show(f"baseline {run + 1}/{runs}: measuring", clock=True)
+            watch = self._watcher(abort=False)
+            measurement, usage = self._measure(number, head, seed_offset=run, watch=watch)
             if not measurement.ok:
                 break
             samples.append(measurement.metric)
-        row = self._with_measurement(row, measurement, usage) | {"samples": samples}
-        if len(samples) < self.options.baseline_runs:
+            curves.append(watch.curve if watch else [])
+        row = self._with_measurement(row, measurement, usage)
+        row |= {"samples": samples, "curves": {"samples": curves}}
+        if len(samples) < runs:
             self._discard(row, raise_after=measurement.status == "interrupted")
+            # a timeout's reason says what to raise; the evaluator itself may be protected
+            todo = "" if measurement.status == "timeout" else ": the untouched code must measure first"
             raise StopRun(
                 f"the baseline failed ({measurement.status}: {measurement.reason}); see "
-                f"{self.ws.root / measurement.log_path} and fix the evaluator, then run again"
+                f"{self.ws.root / measurement.log_path}{todo}"
             )
         row["metric"] = statistics.fmean(samples)
         self._finish(row, keep=True)
@@ -427,9 +445,14 @@ class Engine:
         if problem:
             return self._discard(row | {"status": "invalid", "reason": problem})
         self._show(f"experiment {number}: measuring", clock=True)
-        measurement, usage = self._measure(number, row["commit"])
+        watch = self._watcher(abort=True)
+        measurement, usage = self._measure(number, row["commit"], watch=watch)
         fault("measured")
         row = self._with_measurement(row, measurement, usage)
+        if watch and watch.reason:  # early abort: a discard, never a sample of the metric
+            aborted = {"status": "discard", "reason": watch.reason, "curves": {"aborted": [watch.curve]}}
+            return self._discard(row | aborted)
+        row["curves"] = {"samples": [watch.curve if watch else []], "incumbent_samples": []}
         if not measurement.ok:
             raise_after = measurement.status == "interrupted"
             return self._discard(row, raise_after=raise_after)
@@ -449,31 +472,82 @@ class Engine:
         return self._finish(row, decision.keep)
 
     def _decide(self, row: dict, metric: float) -> Decision:
+        """The policy's decision, after re-measuring an incumbent not measured for a while (drift)."""
         extra = {"runs": 0}
+        curves = row["curves"]
 
-        def remeasure(commit: str) -> float | None:
+        def remeasure(commit: str, side: str) -> float | None:
             extra["runs"] += 1
-            m, _ = self._measure(row["number"], commit, seed_offset=1000 * extra["runs"])
+            watch = self._watcher(abort=False)
+            m, _ = self._measure(row["number"], commit, seed_offset=1000 * extra["runs"], watch=watch)
+            if m.ok:
+                curves[side].append(watch.curve if watch else [])
             return m.metric if m.ok else None
 
         def remeasure_candidate() -> float | None:
-            return remeasure(row["commit"])
+            return remeasure(row["commit"], "samples")
 
         def remeasure_incumbent() -> float | None:
-            return remeasure(row["parent_commit"])
+            return remeasure(row["parent_commit"], "incumbent_samples")
 
-        self._show(f"experiment {row['number']}: deciding")
-        return self.policy.decide(
+        incumbent = self.evidence.recent_incumbent()
+        fresh = []
+        every = self.options.remeasure_every
+        if self.options.accept == "noise" and self.evidence.stale(row["number"], every):
+            self._show(f"experiment {row['number']}: re-measuring the incumbent", clock=True)
+            value = remeasure_incumbent()
+            if value is not None:
+                self._check_drift(row["number"], incumbent, value)
+                fresh = [value]
+        self._show(f"experiment {row['number']}: deciding", clock=True)
+        decision = self.policy.decide(
             metric,
-            list(self.evidence.incumbent),
-            remeasure_candidate,
+            incumbent + fresh,
+            lambda: remeasure("samples"),
             remeasure_incumbent,
             simpler=row["lines_removed"] > row["lines_added"],
             noise=self.evidence.noise,
             largest_gain=self.evidence.largest_gain,
         )
+        decision.incumbent[:0] = fresh
+        decision.failed += extra["runs"] - decision.extra_runs  # a drift check that failed
+        return decision
 
-    def _measure(self, number: int, commit: str, seed_offset: int = 0) -> tuple[Measurement, Usage]:
+    def _check_drift(self, number: int, samples: list[float], value: float) -> None:
+        """Warn and record on the run when the incumbent now measures beyond the noise of before."""
+        sigma = self.evidence.noise
+        if not sigma or len(samples) < 2:
+            return
+        relative = self.evidence.relative
+        before = statistics.fmean(math.log(x) for x in samples) if relative else statistics.fmean(samples)
+        now_ = math.log(value) if relative else value
+        shift = abs(now_ - before) / (sigma * math.sqrt(1 + 1 / len(samples)))
+        if shift <= DRIFT_SIGMAS:
+            return
+        was = math.exp(before) if relative else before
+        self.display.say(
+            f"warning: the incumbent measures {value:.6g} now, {was:.6g} before ({shift:.1f}σ): "
+            "the machine may be throttled or busy; decisions weigh its recent samples"
+        )
+        drift = (self.history.run(self.tag) or {}).get("drift") or []
+        event = {"number": number, "before": was, "now": value, "sigmas": round(shift, 2), "at": now()}
+        self.history.update_run(self.tag, drift=drift + [event])
+
+    def _watcher(self, abort: bool) -> EarlyAbort | None:
+        """Records a measurement's progress curve; for a candidate's first, may also stop it."""
+        if self.target.curve is None:
+            return None
+        return EarlyAbort(
+            self.target.curve,
+            self.evidence.incumbent_curves,
+            self.evidence.curve_groups,
+            after=self.options.abort_after,
+            enabled=abort and self.options.early_abort,
+        )
+
+    def _measure(
+        self, number: int, commit: str, seed_offset: int = 0, watch: EarlyAbort | None = None
+    ) -> tuple[Measurement, Usage]:
         """Measure ``commit`` once, in a clean sandboxed checkout of it made for this measurement;
         the experiment's log collects every run. The usage is what the harness measured."""
         if self.runner.interrupted.is_set():
@@ -481,6 +555,7 @@ class Engine:
         problem = self.cache.problem()
         if problem:
             raise StopRun(problem)
+        self.runner.on_progress = watch
         self.phase = "measure"
         log_path = self.logs / f"{number}.log"
         usage = Usage()
@@ -493,7 +568,7 @@ class Engine:
                     seed=self._seed(number, seed_offset),
                     log_path=log_path,
                     runner=self.runner,
-                    overhead=self.target.overhead,
+                    allowances=self.target.allowances(self.budget),
                     secrets=tuple(self.target.secret_paths()),
                     network=self.network,
                     usage=usage,
@@ -503,6 +578,7 @@ class Engine:
             measurement = Measurement("crash", reason=f"evaluator error: {type(error).__name__}: {error}")
         finally:
             self.phase = "check"
+            self.runner.on_progress = None
         measurement.log_path = str(log_path.relative_to(self.ws.root))  # a moved workspace keeps it
         measurement.seconds = usage.seconds
         return measurement, usage
@@ -520,6 +596,7 @@ class Engine:
             "measure_cpu_seconds": usage.cpu_seconds,
             "measure_peak_mb": usage.peak_memory_bytes / 2**20,
             "log_path": m.log_path,
+            "throughput": _number(m.extras.get(self.target.throughput or "tokens_per_second")),
         }
         if not m.ok:
             status = m.status if m.status in statuses.MEASUREMENT_FAILURES else "crash"
@@ -627,9 +704,7 @@ class Engine:
         if row["status"] not in statuses.DECIDED:
             return
         before = self.evidence.noise
-        self.evidence.add(
-            row["status"], row["samples"] or [], row["incumbent_samples"] or [], row["gain"], row["reason"]
-        )
+        self.evidence.add(row)
         if self.evidence.noise != before:
             self.history.update_run(self.tag, noise=self.evidence.noise)
 
@@ -646,8 +721,15 @@ class Engine:
         last = f" | last: {self.last_result}" if self.last_result else ""
         pace = self.history.pace(self.tag)
         rate = f" | {pace.per_hour:,.1f} exp/h" if pace.per_hour else ""
-        clock_at = (time.monotonic(), self.budget) if clock else None
-        self.display.set_status(text + best + last + rate, clock_at, pace.measure_seconds)
+        phase_clock = self._phase_clock if clock else None
+        self.display.set_status(text + best + last + rate, phase_clock, pace.measure_seconds)
+
+    def _phase_clock(self) -> str:
+        """The evaluator's phase and its elapsed time against that phase's allowance."""
+        clock = self.runner.clock
+        if clock is None:
+            return ""
+        return clock.status(time.monotonic())
 
     def _report(self, row: dict) -> None:
         metric = "—" if row["metric"] is None else f"{row['metric']:.6g}"
@@ -680,6 +762,10 @@ class Engine:
         self.runner.interrupt()
         if self.phase == "propose":
             raise Interrupted
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def default_tag() -> str:

@@ -11,10 +11,12 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .processes import TreeUsage, die_with_parent, kill_group, tree_rss_bytes
+from .protocol import Allowances, PhaseClock
 from .sandbox import Sandbox, available
 from .target import Measurement
 
@@ -34,7 +36,10 @@ class SummaryError(ValueError):
 
 @dataclass
 class RunResult:
-    """How one evaluator process ended. ``status``: ok, crash, timeout, interrupted."""
+    """How one evaluator process ended. ``status``: ok, crash, timeout, interrupted, aborted.
+
+    ``aborted``: the ``on_progress`` callback asked to stop it (early abort).
+    """
 
     status: str
     exit_code: int | None  # negative: killed by that signal
@@ -156,7 +161,7 @@ class Evaluation:
     ``root`` is a fresh checkout of exactly the commit's tracked files and ``scratch`` a folder
     shared by the evaluation's commands; both are writable, both are removed afterwards, and
     nothing else is writable to the commands. ``run`` runs a command there under the runner,
-    inside the sandbox, with the budget plus the target's overhead as its default deadline.
+    inside the sandbox, with the target's per-phase allowances as its default deadline.
     """
 
     root: Path
@@ -165,7 +170,7 @@ class Evaluation:
     seed: int | None
     log_path: Path
     runner: Runner
-    overhead: float = 0.0
+    allowances: Allowances | None = None  # the default deadline (else the budget alone)
     secrets: tuple[Path, ...] = ()  # hidden from every command not run with secrets=True
     network: bool = False
     usage: Usage = field(default_factory=Usage)
@@ -174,7 +179,7 @@ class Evaluation:
         self,
         command: str | list[str],
         *,
-        deadline: float | None = None,
+        deadline: float | Allowances | None = None,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
         secrets: bool = False,
@@ -187,7 +192,7 @@ class Evaluation:
         )
         env = {"TMPDIR": str(self.scratch / "tmp"), **(env or {})}
         if deadline is None:
-            deadline = self.budget + self.overhead
+            deadline = self.allowances or self.budget
         result = self.runner.run(command, cwd or self.root, self.log_path, deadline, env, sandbox)
         self.usage.add(result)
         return result
@@ -207,7 +212,7 @@ def evaluate_tree(
             seed=seed,
             log_path=log_path,
             runner=Runner(env_passthrough=target.env_passthrough),
-            overhead=target.overhead,
+            allowances=target.allowances(target.budget if budget is None else budget),
             secrets=tuple(target.secret_paths()),
             network=target.network,
         )
@@ -235,6 +240,9 @@ class Runner:
         self.env_passthrough = list(env_passthrough or [])
         self.on_start = on_start
         self.interrupted = threading.Event()
+        self.clock: PhaseClock | None = None  # the phase of the command in flight (live display)
+        # Called with each progress line's values; a returned string stops the command (early abort).
+        self.on_progress: Callable[[dict[str, float]], str | None] | None = None
 
     def interrupt(self) -> None:
         self.interrupted.set()
@@ -252,14 +260,16 @@ class Runner:
         command: str | list[str],
         cwd: Path,
         log_path: Path,
-        deadline: float,
+        deadline: float | Allowances,
         env: dict[str, str] | None = None,
         sandbox: Sandbox | None = None,
     ) -> RunResult:
         """Run ``command`` (a shell string or argv) with output appended to ``log_path``.
 
-        Wall time, CPU time of the whole process tree and its peak memory are measured here, by
-        the harness, whatever the command reports; ``sandbox`` confines it (see ``sandbox.py``).
+        ``deadline``: seconds (one fixed deadline), or per-phase ``Allowances`` that follow the
+        command's ``phase:`` lines (see ``protocol``). Wall time, CPU time of the whole process
+        tree and its peak memory are measured here, by the harness, whatever the command reports;
+        ``sandbox`` confines it (see ``sandbox.py``).
         """
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
         sandboxed = sandbox is not None and available()
@@ -282,10 +292,13 @@ class Runner:
             )
         if self.on_start:
             self.on_start(proc.pid)
+        self.clock = PhaseClock(deadline, started)
         try:
-            with TreeUsage(proc.pid) as usage:
-                status, reason = self._watch(proc, started + deadline)
+            with TreeUsage(proc.pid) as usage, open(log_path, "rb") as output:
+                output.seek(offset)
+                status, reason = self._watch(proc, self.clock, output)
         finally:
+            self.clock = None
             if self.on_start:
                 self.on_start(None)
         seconds = time.monotonic() - started
@@ -298,14 +311,18 @@ class Runner:
             result.reason = LOG_FULL  # Python ignores SIGXFSZ: the write fails and it exits 1
         return result
 
-    def _watch(self, proc: subprocess.Popen, deadline: float) -> tuple[str, str | None]:
+    def _watch(self, proc: subprocess.Popen, clock: PhaseClock, output) -> tuple[str, str | None]:
         checked_memory = 0.0
         while proc.poll() is None:
             now = time.monotonic()
             if self.interrupted.is_set():
                 return self._stop(proc, "interrupted", "stopped by the user")
-            if now > deadline:
-                return self._stop(proc, "timeout", "ran past the budget plus overhead")
+            for progress in clock.feed(output.read().decode("utf-8", errors="replace"), now):
+                stop = self.on_progress(progress) if self.on_progress else None
+                if stop:
+                    return self._stop(proc, "aborted", stop)
+            if now > clock.deadline:
+                return self._stop(proc, "timeout", clock.overrun())
             if self.memory_limit and now - checked_memory > 0.5:
                 checked_memory = now
                 rss = tree_rss_bytes(proc.pid)
@@ -314,6 +331,9 @@ class Runner:
                     return self._stop(proc, "crash", f"memory {rss / 2**20:.0f} MB > {limit_mb:.0f}")
             time.sleep(POLL_SECONDS)
         kill_group(proc.pid, grace=0)  # children it left behind
+        for progress in clock.feed(output.read().decode("utf-8", errors="replace") + "\n", time.monotonic()):
+            if self.on_progress:
+                self.on_progress(progress)  # the curve's last points; too late to stop anything
         return "ok", None
 
     def _stop(self, proc: subprocess.Popen, status: str, reason: str) -> tuple[str, str]:

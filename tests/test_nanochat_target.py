@@ -112,7 +112,12 @@ def test_default_config_falls_back_to_the_offline_corpus(capsys):
     assert config["settings"]["EVAL_TOKENS"] == 4096
     assert config["train"]["COMPILE"] is False
     target = NanochatBpb.from_config(config, None)
-    assert (target.budget, target.overhead, target.takes_seed) == (300.0, 300.0, True)
+    assert (target.budget, target.startup_seconds, target.eval_seconds, target.takes_seed) == (
+        300.0,
+        120,
+        180,
+        True,
+    )
     assert target.editable == ["train.py"] and "prepare.py" in target.protected
 
 
