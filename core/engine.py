@@ -503,7 +503,7 @@ class Engine:
         decision = self.policy.decide(
             metric,
             incumbent + fresh,
-            lambda: remeasure("samples"),
+            remeasure_candidate,
             remeasure_incumbent,
             simpler=row["lines_removed"] > row["lines_added"],
             noise=self.evidence.noise,
