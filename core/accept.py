@@ -12,6 +12,7 @@ from . import statuses
 from .target import Metric
 
 Remeasure = Callable[[], "float | None"]  # one more measurement; None when it failed
+RECENT_SAMPLES = 8  # incumbent samples a decision uses: the most recent ones (drift)
 
 
 @dataclass
@@ -120,6 +121,9 @@ class NoiseAwarePolicy(Policy):
     narrows to nothing at r = R) the candidate is measured again, then the incumbent, and the
     policy looks again.
 
+    Relative noise (``metric.noise == "relative"``, durations): gains and σ are on a log scale
+    (a gain of log 2 halves a runtime), reasons print ratios, ``min_delta`` is a fraction.
+
     Simplicity: a ``simpler`` candidate that ties within noise is kept with reason ``simpler``
     as soon as ``0 ≤ gain ≤ bar``, or when the runs run out with ``gain ≥ -bar``; it is
     discarded when ``gain < -bar``.
@@ -139,7 +143,7 @@ class NoiseAwarePolicy(Policy):
         min_delta: float = 0.0,
         *,
         z: float = 2.2,
-        band: float = -0.5,
+        band: float = 0.5,
         max_extra_runs: int = 12,
         too_good: float = 3.0,
     ):
@@ -167,11 +171,21 @@ class NoiseAwarePolicy(Policy):
                 "noise-aware acceptance needs a noise estimate: measure the baseline twice or more"
             )
         decision = Decision(False, "", [candidate])
+        relative = self.metric.noise == "relative"
+        scale = math.log if relative else float
+        min_delta = math.log1p(self.min_delta) if relative else self.min_delta
+        fmt = (lambda x: f"{math.exp(x):.4g}x") if relative else (lambda x: f"{x:.6g}")
         while True:
             samples = incumbent + decision.incumbent
-            gain = self.metric.gain(statistics.fmean(decision.candidate), statistics.fmean(samples))
+            if relative and min(decision.candidate + samples) <= 0:
+                return _verdict(
+                    decision, False, f"{self.metric.name} ≤ 0: relative noise needs positive values"
+                )
+            gain = self.metric.gain(
+                statistics.fmean(map(scale, decision.candidate)), statistics.fmean(map(scale, samples))
+            )
             se = noise * math.sqrt(1 / len(decision.candidate) + 1 / len(samples))
-            bar = max(self.min_delta, self.z * se)
+            bar = max(min_delta, self.z * se)
             progress = decision.extra_runs / self.max_extra_runs
             floor = self.band * se + (bar - self.band * se) * progress
             suspect = (
@@ -182,18 +196,18 @@ class NoiseAwarePolicy(Policy):
             )
             decision.gain = gain
             if gain > bar and not suspect:
-                return _verdict(decision, True, f"improved by {gain:.6g} > {bar:.6g}")
+                return _verdict(decision, True, f"improved by {fmt(gain)} > {fmt(bar)}")
             if simpler and 0 <= gain <= bar:
                 return _verdict(decision, True, "simpler")
             if simpler and gain < -bar:
-                return _verdict(decision, False, f"worse: gain {gain:.6g} < {-bar:.6g}")
+                return _verdict(decision, False, f"worse: gain {fmt(gain)} < {fmt(-bar)}")
             if not simpler and gain <= floor:
                 why = "not confirmed" if decision.extra_runs else "not better"
-                return _verdict(decision, False, f"{why}: gain {gain:.6g} ≤ {floor:.6g}")
+                return _verdict(decision, False, f"{why}: gain {fmt(gain)} ≤ {fmt(floor)}")
             if progress >= 1 or (se == 0 and not suspect):  # a simpler tie, or σ = 0
                 if simpler:
                     return _verdict(decision, True, "simpler")
-                return _verdict(decision, False, f"not better: gain {gain:.6g} ≤ {bar:.6g}")
+                return _verdict(decision, False, f"not better: gain {fmt(gain)} ≤ {fmt(bar)}")
             if not _remeasure(decision.candidate, remeasure_candidate, decision):
                 return _verdict(decision, False, "candidate re-measurement failed")
             spare = decision.extra_runs < self.max_extra_runs
@@ -221,46 +235,60 @@ POLICIES = {policy.name: policy for policy in (NoiseAwarePolicy, StrictPolicy)}
 
 @dataclass
 class Evidence:
-    """What the policy needs from a run's history: noise groups, incumbent samples, largest gain.
+    """What the policy needs from a run's history: noise groups, incumbent samples, largest gain,
+    and the progress curves early abort compares.
 
     Rebuilt from the ledger rows when a run starts or resumes, then updated after each decision,
-    so no decision reads the whole ledger.
+    so no decision reads the whole ledger. With ``relative`` noise, σ is pooled on a log scale.
     """
 
+    relative: bool = False
     groups: list[list[float]] = field(default_factory=list)  # repeated samples of one commit each
     incumbent: list[float] = field(default_factory=list)  # samples of the incumbent so far
     largest_gain: float | None = None  # largest gain kept for its gain (not as "simpler")
+    curve_groups: list[list] = field(default_factory=list)  # repeated curves of one commit each
+    incumbent_curves: list = field(default_factory=list)  # curves of the incumbent's samples
+    incumbent_measured: int = 0  # the experiment that last measured the incumbent
 
     @classmethod
-    def from_rows(cls, rows: list[dict]) -> Evidence:
-        evidence = cls()
+    def from_rows(cls, rows: list[dict], relative: bool = False) -> Evidence:
+        evidence = cls(relative)
         for row in rows:
             if row["status"] in statuses.DECIDED:
-                evidence.add(
-                    row["status"],
-                    row["samples"] or [],
-                    row["incumbent_samples"] or [],
-                    row["gain"],
-                    row["reason"],
-                )
+                evidence.add(row)
         return evidence
 
     @property
     def noise(self) -> float | None:
+        if self.relative:
+            return estimate_noise(*[[math.log(x) for x in g] for g in self.groups if min(g) > 0])
         return estimate_noise(*self.groups)
 
-    def add(
-        self,
-        status: str,
-        candidate: list[float],
-        incumbent: list[float],
-        gain: float | None,
-        reason: str | None,
-    ) -> None:
+    def stale(self, number: int, every: int) -> bool:
+        """Whether experiment ``number`` should measure the incumbent again first: it was kept on
+        one sample (a lucky one, often: the winner's curse), or not measured for ``every``
+        experiments (drift). Both make later decisions fairer (bench/ratchet_efficiency.py)."""
+        return len(self.incumbent) < 2 or (every > 0 and number - self.incumbent_measured >= every)
+
+    def recent_incumbent(self, window: int = RECENT_SAMPLES) -> list[float]:
+        """The incumbent's last ``window`` samples: recent ones count, older ones may have drifted."""
+        return self.incumbent[-window:]
+
+    def add(self, row: dict) -> None:
+        """Learn from a recorded baseline, keep or discard row."""
+        candidate, incumbent = row["samples"] or [], row["incumbent_samples"] or []
+        curves = row.get("curves") or {}
         self.groups += [g for g in (candidate, incumbent) if len(g) > 1]
-        if status in statuses.INCUMBENT:
-            self.incumbent = list(candidate)
-            if status == "keep" and reason != "simpler" and gain is not None:
+        self.curve_groups += [g for g in curves.values() if len([c for c in g if c]) > 1]
+        if row["status"] in statuses.INCUMBENT:
+            self.incumbent = candidate
+            self.incumbent_curves = list(curves.get("samples", []))
+            self.incumbent_measured = row["number"]
+            gain = row["gain"]
+            if row["status"] == "keep" and row["reason"] != "simpler" and gain is not None:
                 self.largest_gain = max(gain, self.largest_gain or gain)
         else:
             self.incumbent += incumbent
+            self.incumbent_curves += curves.get("incumbent_samples", [])
+            if incumbent:
+                self.incumbent_measured = row["number"]

@@ -9,6 +9,7 @@ measurement of the scheduler's parallel slots gets its own folder the same way.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import shutil
@@ -17,10 +18,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import git
+
 from .workspace import Workspace
 
 CHECKOUTS = "checkouts"
 DRAFT = "draft"
+
+
+class CheckoutError(Exception):
+    """A checkout could not be made (a full disk, ...): the run stops and resumes later."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,15 @@ class Checkouts:
         draft.reset_clean(commit)
         return draft
 
+    def reset(self, draft: Workspace, commit: str) -> None:
+        """Reset ``draft`` to ``commit``; a draft deleted by hand mid-run is made again in place."""
+        if not (draft.root / ".git").exists():
+            draft.close()
+            with _making(draft.root):
+                self.dir.mkdir(parents=True, exist_ok=True)
+                self.ws.add_worktree(draft.root, commit)
+        draft.reset_clean(commit)
+
     def remove_draft(self, draft: Workspace) -> None:
         """Remove a slot's draft and git's record of it (the run's own ``draft`` stays)."""
         draft.close()
@@ -75,9 +91,27 @@ class Checkouts:
         base = self.dir / f"measure-{os.getpid()}-{next(self._numbers)}"
         checkout = Checkout(commit, base / "tree", base / "scratch")
         try:
-            checkout.root.mkdir(parents=True)
-            (checkout.scratch / "tmp").mkdir(parents=True)
-            self.ws.extract(commit, checkout.root)
+            with _making(base):
+                checkout.root.mkdir(parents=True)
+                (checkout.scratch / "tmp").mkdir(parents=True)
+                self.ws.extract(commit, checkout.root)
             yield checkout
         finally:
             shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def _making(path: Path) -> Iterator[None]:
+    """Turn a full disk (or quota) while writing a checkout into one line that says what to do."""
+    try:
+        yield
+    except (OSError, git.GitCommandError) as error:
+        full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+            text in str(error) for text in ("No space left", "Disk quota exceeded")
+        )
+        if not full:
+            raise
+        raise CheckoutError(
+            f"no space left on the device to make a checkout in {path.parent}; free some space "
+            "and run again to resume"
+        ) from None

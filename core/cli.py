@@ -302,6 +302,26 @@ def check_tag(ctx, param, tag: str | None) -> str | None:
         "--no-network", is_flag=True, help="No network for the evaluator, even if the target needs it."
     ),
     click.option(
+        "--early-abort/--no-early-abort",
+        default=True,
+        show_default=True,
+        help="Stop a candidate whose progress curve falls clearly behind the incumbent's.",
+    ),
+    click.option(
+        "--abort-after",
+        type=click.FloatRange(0, 1),
+        default=0.2,
+        show_default=True,
+        help="Never abort a candidate before this share of the budget.",
+    ),
+    click.option(
+        "--remeasure-every",
+        type=click.IntRange(min=0),
+        default=10,
+        show_default=True,
+        help="Noise-aware: re-measure an incumbent not measured for N experiments (drift; 0: off).",
+    ),
+    click.option(
         "--slots",
         type=click.IntRange(min=1),
         help="Measurements at once [1; with --devices: one per device].",

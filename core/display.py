@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 
 class Display:
@@ -14,7 +15,8 @@ class Display:
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty() if live is None else live
         self.status = ""
-        self.clock: tuple[float, float] | None = None  # (started, budget) of the measurement
+        self.clock: Callable[[], str] | None = None  # the measurement's phase, e.g. "training 40s/300s"
+        self.started = 0.0  # when the measurement started: for its ETA
         self.expected: float | None = None  # seconds a measurement usually takes: for its ETA
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -37,12 +39,13 @@ class Display:
             self._redraw()
 
     def _line(self) -> str:
-        if self.clock:
-            started, budget = self.clock
-            elapsed = time.monotonic() - started
-            eta = f", eta {max(self.expected - elapsed, 0):.0f}s" if self.expected else ""
-            return f"{self.status} [{elapsed:.0f}s/{budget:.0f}s{eta}]"
-        return self.status
+        if not self.clock:
+            return self.status
+        parts = [self.clock()]
+        if self.expected:
+            parts.append(f"eta {max(self.expected - (time.monotonic() - self.started), 0):.0f}s")
+        shown = ", ".join(part for part in parts if part)
+        return f"{self.status} [{shown}]" if shown else self.status
 
     def _redraw(self) -> None:
         self._write("\r\x1b[K" + self._line())
@@ -53,9 +56,11 @@ class Display:
             self.stream.flush()
 
     def set_status(
-        self, text: str, clock: tuple[float, float] | None = None, expected: float | None = None
+        self, text: str, clock: Callable[[], str] | None = None, expected: float | None = None
     ) -> None:
-        """The live line: experiment, phase, incumbent, last result (+ elapsed/budget, ETA)."""
+        """The live line: experiment, phase, incumbent, last result (+ the evaluator's phase, ETA)."""
+        if clock:
+            self.started = time.monotonic()
         self.status, self.clock, self.expected = text, clock, expected
         if self.live:
             self._redraw()

@@ -13,6 +13,7 @@ checkout of one commit, and the run branch moves only by compare-and-swap.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import signal
@@ -25,11 +26,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import checks, sandbox, statuses
+from .abort import EarlyAbort
 from .accept import POLICIES, Decision, Evidence
 from .agent import Agent, AgentError, AgentExhausted, Brief, FatalAgentError
 from .brief import BriefSettings, brief_values, editable_paths, program_text, render
 from .cache import CacheManifest
-from .checkout import Checkouts
+from .checkout import CheckoutError, Checkouts
 from .config import check_editable
 from .display import Display
 from .executors import Job, make_executor
@@ -43,6 +45,7 @@ from .workspace import BranchMoved, RunLock, Workspace, WorkspaceError
 
 FAULT_ENV = "AUTORESEARCH_FAULT"  # test hook: SIGKILL ourselves at this named point
 AGENT_BACKOFF_SECONDS = (1.0, 5.0, 15.0, 30.0)  # waits after 1, 2, 3, 4 agent errors in a row; then stop
+DRIFT_SIGMAS = 3.0  # an incumbent re-measurement this far from its earlier samples is drift
 
 
 class Interrupted(BaseException):
@@ -76,6 +79,9 @@ class RunOptions:
     memory_limit_mb: float | None = None
     log_limit_mb: float | None = None
     no_network: bool = False
+    early_abort: bool = True  # stop a candidate whose progress curve falls behind (needs a curve key)
+    abort_after: float = 0.2  # never before this share of the budget
+    remeasure_every: int = 10  # noise-aware: measure the incumbent when not measured for this many
     slots: int | None = None  # measurements at once (default: one per --devices entry, or 1)
     devices: str | None = None  # "0,1" or "cuda:0,cuda:1": the slots' GPUs
     ahead: int | None = None  # proposals drafted ahead (default: the slots; 0 with one slot)
@@ -141,7 +147,7 @@ class Engine:
         self.policy = POLICIES[options.accept](target.metric, options.min_delta)
         if options.accept == "noise" and options.baseline_runs < 2:
             raise ConfigError("--accept noise needs --baseline-runs 2 or more (or use --accept strict)")
-        self.evidence = Evidence()
+        self.evidence = Evidence(relative=target.metric.noise == "relative")
         self.runner = Runner(
             memory_limit_mb=options.memory_limit_mb,
             log_limit_mb=options.log_limit_mb,
@@ -207,7 +213,7 @@ class Engine:
             self.draft = self.checkouts.draft(self.head)
             self.cache.ensure(self.draft.root, echo=self.display.say)
             recorded = sorted(self.history.experiments(self.tag), key=lambda row: row["id"])  # as decided
-            self.evidence = Evidence.from_rows(recorded)
+            self.evidence = Evidence.from_rows(recorded, self.evidence.relative)
             if (
                 self.options.accept == "noise"
                 and self.history.incumbent(self.tag)
@@ -223,7 +229,7 @@ class Engine:
             self._loop(summary)
         except Interrupted:
             summary.stopped_because = "interrupted by the user"
-        except (StopRun, LedgerError, BranchMoved) as stop:
+        except (StopRun, LedgerError, BranchMoved, CheckoutError) as stop:
             summary.stopped_because = summary.error = str(stop)
         finally:
             if self.draft is not None:
@@ -401,19 +407,31 @@ class Engine:
         row = self._row(number, head, head, "baseline", "untouched baseline", time.monotonic())
         row["tree"] = self.ws.tree(head)
         self.history.set_pending(self.tag, Pending(number, "measure", head))
-        samples, measurement = [], None
-        for run in range(self.options.baseline_runs):
-            self._show(f"baseline {run + 1}/{self.options.baseline_runs}: measuring", clock=True)
-            measurement, usage = self._measure(number, head, seed_offset=run)
+        samples, curves, measurement, usage = [], [], None, None
+        runs = self.options.baseline_runs
+        if runs > 1:
+            each = self.target.allowances(self.budget).total
+            self.display.say(
+                f"measuring the baseline {runs} times to estimate the noise "
+                f"(up to about {runs * each / 60:.0f} min: {runs} x {each:.0f} s)"
+            )
+        for run in range(runs):
+            self._show(f"baseline {run + 1}/{runs}: measuring", clock=True)
+            watch = self._watcher(abort=False)
+            measurement, usage = self._measure(number, head, seed_offset=run, watch=watch)
             if not measurement.ok:
                 break
             samples.append(measurement.metric)
-        row = self._with_measurement(row, measurement, usage) | {"samples": samples} | self._place()
-        if len(samples) < self.options.baseline_runs:
+            curves.append(watch.curve if watch else [])
+        row = self._with_measurement(row, measurement, usage) | self._place()
+        row |= {"samples": samples, "curves": {"samples": curves}}
+        if len(samples) < runs:
             self._discard(row, raise_after=measurement.status == "interrupted")
+            # a timeout's reason says what to raise; the evaluator itself may be protected
+            todo = "" if measurement.status == "timeout" else ": the untouched code must measure first"
             raise StopRun(
                 f"the baseline failed ({measurement.status}: {measurement.reason}); see "
-                f"{self.ws.root / measurement.log_path} and fix the evaluator, then run again"
+                f"{self.ws.root / measurement.log_path}{todo}"
             )
         row["metric"] = statistics.fmean(samples)
         self._finish(row, keep=True)
@@ -428,7 +446,7 @@ class Engine:
             self._check_branch()
             parent = self.strategy.parent(self.head)
             self.history.set_pending(self.tag, Pending(number, "propose", parent))
-        draft.reset_clean(parent)
+        self.checkouts.reset(draft, parent)
         started = time.monotonic()
         seed = self.options.seed + number
         self._show(f"experiment {number}: {self.agent.name} is proposing")
@@ -465,6 +483,9 @@ class Engine:
             stopped = {"status": "interrupted", "reason": "stopped during the proposal"}
             return self._discard(row | stopped, raise_after=True)
         fault("edited")
+        if not (draft.root / ".git").exists():
+            stopped = {"status": "invalid", "reason": "its draft checkout was deleted during the proposal"}
+            return self._discard(row | stopped)
         change = checks.read_change(draft)
         row |= {
             "diff": change.diff,
@@ -496,10 +517,15 @@ class Engine:
             if problem:
                 return self._discard(row | {"status": "invalid", "reason": problem})
             self._show(f"experiment {number}: measuring", clock=True)
-            measurement, usage = self._measure(number, row["commit"])
+            watch = self._watcher(abort=self._is_head(row["parent_commit"]))
+            measurement, usage = self._measure(number, row["commit"], watch=watch)
             row |= self._place()
             fault("measured")
             row = self._with_measurement(row, measurement, usage)
+            if watch and watch.reason:  # early abort: a discard, never a sample of the metric
+                aborted = {"status": "discard", "reason": watch.reason, "curves": {"aborted": [watch.curve]}}
+                return self._discard(row | aborted)
+            row["curves"] = {"samples": [watch.curve if watch else []], "incumbent_samples": []}
             if not measurement.ok:
                 raise_after = measurement.status == "interrupted"
                 return self._discard(row, raise_after=raise_after)
@@ -537,7 +563,7 @@ class Engine:
         if self.options.stale == "discard":
             reason = f"stale: experiment {kept} was kept meanwhile (it beat its parent: {row['reason']})"
             return row | {"status": "discard", "reason": reason}, True
-        draft.reset_clean(self.head)
+        self.checkouts.reset(draft, self.head)
         commit = draft.cherry_pick(row["commit"])
         if commit is None:
             reason = f"conflicts with experiment {kept}, kept meanwhile (it beat its parent: {row['reason']})"
@@ -565,45 +591,105 @@ class Engine:
         return {"slot": getattr(self.current, "slot", 0), "host": self.executor.host() or self.host}
 
     def _decide(self, row: dict, metric: float) -> Decision:
+        """The policy's decision, after re-measuring an incumbent not measured for a while (drift)."""
         extra = {"runs": 0}
+        curves = row["curves"]
 
-        def remeasure(commit: str) -> float | None:
+        def remeasure(commit: str, side: str) -> float | None:
             extra["runs"] += 1
-            m, _ = self._measure(row["number"], commit, 1000 * extra["runs"], priority=CONFIRM)
+            watch = self._watcher(abort=False)
+            m, _ = self._measure(row["number"], commit, 1000 * extra["runs"], watch, priority=CONFIRM)
+            if m.ok:
+                curves[side].append(watch.curve if watch else [])
             return m.metric if m.ok else None
 
         def remeasure_candidate() -> float | None:
-            return remeasure(row["commit"])
+            return remeasure(row["commit"], "samples")
 
         def remeasure_incumbent() -> float | None:
-            return remeasure(row["parent_commit"])
+            return remeasure(row["parent_commit"], "incumbent_samples")
 
-        self._show(f"experiment {row['number']}: deciding")
-        return self.policy.decide(
+        incumbent = self._parent_samples(row["parent_commit"])
+        fresh = []
+        every = self.options.remeasure_every
+        drifting = self.options.accept == "noise" and self.evidence.stale(row["number"], every)
+        if drifting and self._is_head(row["parent_commit"]):
+            self._show(f"experiment {row['number']}: re-measuring the incumbent", clock=True)
+            value = remeasure_incumbent()
+            if value is not None:
+                self._check_drift(row["number"], incumbent, value)
+                fresh = [value]
+        self._show(f"experiment {row['number']}: deciding", clock=True)
+        decision = self.policy.decide(
             metric,
-            self._parent_samples(row["parent_commit"]),
+            incumbent + fresh,
             remeasure_candidate,
             remeasure_incumbent,
             simpler=row["lines_removed"] > row["lines_added"],
             noise=self.evidence.noise,
             largest_gain=self.evidence.largest_gain,
         )
+        decision.incumbent[:0] = fresh
+        decision.failed += extra["runs"] - decision.extra_runs  # a drift check that failed
+        return decision
+
+    def _check_drift(self, number: int, samples: list[float], value: float) -> None:
+        """Warn and record on the run when the incumbent now measures beyond the noise of before."""
+        sigma = self.evidence.noise
+        if not sigma or len(samples) < 2:
+            return
+        relative = self.evidence.relative
+        before = statistics.fmean(math.log(x) for x in samples) if relative else statistics.fmean(samples)
+        now_ = math.log(value) if relative else value
+        shift = abs(now_ - before) / (sigma * math.sqrt(1 + 1 / len(samples)))
+        if shift <= DRIFT_SIGMAS:
+            return
+        was = math.exp(before) if relative else before
+        self.display.say(
+            f"warning: the incumbent measures {value:.6g} now, {was:.6g} before ({shift:.1f}σ): "
+            "the machine may be throttled or busy; decisions weigh its recent samples"
+        )
+        drift = (self.history.run(self.tag) or {}).get("drift") or []
+        event = {"number": number, "before": was, "now": value, "sigmas": round(shift, 2), "at": now()}
+        self.history.update_run(self.tag, drift=drift + [event])
+
+    def _watcher(self, abort: bool) -> EarlyAbort | None:
+        """Records a measurement's progress curve; for a candidate's first, may also stop it."""
+        if self.target.curve is None:
+            return None
+        return EarlyAbort(
+            self.target.curve,
+            self.evidence.incumbent_curves,
+            self.evidence.curve_groups,
+            after=self.options.abort_after,
+            enabled=abort and self.options.early_abort,
+        )
+
+    def _is_head(self, commit: str) -> bool:
+        with self.writer:
+            return commit == self.head
 
     def _parent_samples(self, parent: str) -> list[float]:
-        """A candidate is judged against its parent: the incumbent, or (with slots) the incumbent
-        it was drafted against, if another experiment was kept meanwhile (see ``_stale``)."""
+        """A candidate is judged against its parent: the incumbent's recent samples, or (with
+        slots) those of the incumbent it was drafted against, if another experiment was kept
+        meanwhile (see ``_stale``)."""
         with self.writer:
             if parent == self.head:
-                return list(self.evidence.incumbent)
+                return self.evidence.recent_incumbent()
         kept = [r for r in self.history.experiments(self.tag) if r["commit"] == parent]
         return [s for r in kept if r["status"] in statuses.INCUMBENT for s in r["samples"] or []]
 
     def _measure(
-        self, number: int, commit: str, seed_offset: int = 0, priority: int = CANDIDATE
+        self,
+        number: int,
+        commit: str,
+        seed_offset: int = 0,
+        watch: EarlyAbort | None = None,
+        priority: int = CANDIDATE,
     ) -> tuple[Measurement, Usage]:
-        """Measure ``commit`` once, in a clean sandboxed checkout of it made for this measurement,
-        on a free slot; the experiment's log collects every run. The usage is what the harness
-        measured."""
+        """Measure ``commit`` once on a free slot, by the run's executor (a clean sandboxed
+        checkout here, or a Ray task); the experiment's log collects every run. The usage is what
+        the harness measured."""
         if self.runner.interrupted.is_set():
             raise Interrupted
         problem = self.cache.problem()
@@ -616,9 +702,11 @@ class Engine:
             with self.slots.take(priority) as slot:
                 self.current.slot = slot.index
                 seed = self._seed(number, seed_offset)
-                job = Job(commit, log_path, self.budget, seed, self.network, slot.env)
+                job = Job(commit, log_path, self.budget, seed, self.network, slot.env, watch)
                 measurement, usage = self.executor.measure(job)
-        except Exception as error:  # a checkout that cannot be made (disk full) is a crash too
+        except CheckoutError as error:  # a full disk: stop; the experiment is measured on resume
+            raise StopRun(str(error)) from None
+        except Exception as error:  # a bug in the target plugin is a crash, not the end of the run
             measurement = Measurement("crash", reason=f"evaluator error: {type(error).__name__}: {error}")
         finally:
             self.phase = "check"
@@ -639,6 +727,7 @@ class Engine:
             "measure_cpu_seconds": usage.cpu_seconds,
             "measure_peak_mb": usage.peak_memory_bytes / 2**20,
             "log_path": m.log_path,
+            "throughput": _number(m.extras.get(self.target.throughput or "tokens_per_second")),
         }
         if not m.ok:
             status = m.status if m.status in statuses.MEASUREMENT_FAILURES else "crash"
@@ -752,10 +841,11 @@ class Engine:
         if row["status"] not in statuses.DECIDED:
             return
         before = self.evidence.noise
-        incumbent = row["incumbent_samples"] or []
         if row["status"] not in statuses.INCUMBENT and row["parent_commit"] != self.head:
-            incumbent = []  # (slots) re-measurements of an earlier incumbent, not of this one
-        self.evidence.add(row["status"], row["samples"] or [], incumbent, row["gain"], row["reason"])
+            # (slots) re-measurements of an earlier incumbent are not evidence about this one
+            curves = {k: v for k, v in (row.get("curves") or {}).items() if k != "incumbent_samples"}
+            row = row | {"incumbent_samples": [], "curves": curves}
+        self.evidence.add(row)
         if self.evidence.noise != before:
             self.history.update_run(self.tag, noise=self.evidence.noise)
 
@@ -772,8 +862,15 @@ class Engine:
         last = f" | last: {self.last_result}" if self.last_result else ""
         pace = self.history.pace(self.tag)
         rate = f" | {pace.per_hour:,.1f} exp/h" if pace.per_hour else ""
-        clock_at = (time.monotonic(), self.budget) if clock else None
-        self.display.set_status(text + best + last + rate, clock_at, pace.measure_seconds)
+        phase_clock = self._phase_clock if clock else None
+        self.display.set_status(text + best + last + rate, phase_clock, pace.measure_seconds)
+
+    def _phase_clock(self) -> str:
+        """The evaluator's phase and its elapsed time against that phase's allowance."""
+        clock = self.runner.clock
+        if clock is None:
+            return ""
+        return clock.status(time.monotonic())
 
     def _report(self, row: dict) -> None:
         metric = "—" if row["metric"] is None else f"{row['metric']:.6g}"
@@ -811,6 +908,10 @@ class Engine:
                 raise Interrupted
         elif self.phase == "propose":
             raise Interrupted
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _changed_paths(diff: str) -> set[str]:

@@ -20,7 +20,7 @@ from sqlite_utils.migrations import Migrations
 from .statuses import INCUMBENT
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
-JSON_COLUMNS = ("samples", "incumbent_samples", "extras", "options", "machine", "state")
+JSON_COLUMNS = ("samples", "incumbent_samples", "extras", "options", "machine", "state", "curves", "drift")
 TABLES = ("runs", "experiments", "pending", "invocations")
 
 migrations = Migrations("autoresearch")
@@ -106,6 +106,15 @@ def m003_measured_usage(db: sqlite_utils.Database) -> None:
     """What the harness itself measured of an experiment's first measurement (not the evaluator)."""
     db["experiments"].add_column("measure_cpu_seconds", float)  # CPU of the whole process tree
     db["experiments"].add_column("measure_peak_mb", float)  # peak resident memory of the tree
+
+
+@migrations()
+def m003_decisions_curves_throughput_drift(db: sqlite_utils.Database) -> None:
+    # JSON {"samples": [curve, ...], "incumbent_samples": [curve, ...]}, parallel to those lists;
+    # a curve is [[frac, value], ...] of the target's progress key (early abort compares them).
+    db["experiments"].add_column("curves", str)
+    db["experiments"].add_column("throughput", float)  # the evaluator's speed (e.g. tokens/s)
+    db["runs"].add_column("drift", str)  # JSON list: incumbent drifts beyond the noise, as found
 
 
 # ---- views (issue 13): who proposed each experiment, and every invocation of a run

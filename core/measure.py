@@ -11,12 +11,16 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .processes import TreeUsage, die_with_parent, kill_group, tree_rss_bytes
+from .protocol import Allowances, PhaseClock
 from .sandbox import Sandbox, available
 from .target import Measurement
+
+Progress = Callable[[dict[str, float]], "str | None"]  # a progress line's values -> a reason to stop
 
 SECRET_ENV = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 SUMMARY_LINE = re.compile(r"^([A-Za-z_][\w.\-]*):\s+(\S.*?)\s*$")
@@ -34,7 +38,10 @@ class SummaryError(ValueError):
 
 @dataclass
 class RunResult:
-    """How one evaluator process ended. ``status``: ok, crash, timeout, interrupted."""
+    """How one evaluator process ended. ``status``: ok, crash, timeout, interrupted, aborted.
+
+    ``aborted``: the ``on_progress`` callback asked to stop it (early abort).
+    """
 
     status: str
     exit_code: int | None  # negative: killed by that signal
@@ -156,7 +163,7 @@ class Evaluation:
     ``root`` is a fresh checkout of exactly the commit's tracked files and ``scratch`` a folder
     shared by the evaluation's commands; both are writable, both are removed afterwards, and
     nothing else is writable to the commands. ``run`` runs a command there under the runner,
-    inside the sandbox, with the budget plus the target's overhead as its default deadline.
+    inside the sandbox, with the target's per-phase allowances as its default deadline.
     """
 
     root: Path
@@ -165,17 +172,18 @@ class Evaluation:
     seed: int | None
     log_path: Path
     runner: Runner
-    overhead: float = 0.0
+    allowances: Allowances | None = None  # the default deadline (else the budget alone)
     secrets: tuple[Path, ...] = ()  # hidden from every command not run with secrets=True
     network: bool = False
     usage: Usage = field(default_factory=Usage)
     env: dict[str, str] = field(default_factory=dict)  # the slot's: its device, its share of the cores
+    on_progress: Progress | None = None  # sees every progress line; may stop the command (early abort)
 
     def run(
         self,
         command: str | list[str],
         *,
-        deadline: float | None = None,
+        deadline: float | Allowances | None = None,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
         secrets: bool = False,
@@ -188,8 +196,10 @@ class Evaluation:
         )
         env = {"TMPDIR": str(self.scratch / "tmp"), **(env or {}), **self.env}
         if deadline is None:
-            deadline = self.budget + self.overhead
-        result = self.runner.run(command, cwd or self.root, self.log_path, deadline, env, sandbox)
+            deadline = self.allowances or self.budget
+        result = self.runner.run(
+            command, cwd or self.root, self.log_path, deadline, env, sandbox, self.on_progress
+        )
         self.usage.add(result)
         return result
 
@@ -208,7 +218,7 @@ def evaluate_tree(
             seed=seed,
             log_path=log_path,
             runner=Runner(env_passthrough=target.env_passthrough),
-            overhead=target.overhead,
+            allowances=target.allowances(target.budget if budget is None else budget),
             secrets=tuple(target.secret_paths()),
             network=target.network,
         )
@@ -236,6 +246,7 @@ class Runner:
         self.env_passthrough = list(env_passthrough or [])
         self.on_start = on_start
         self.interrupted = threading.Event()
+        self.clocks: dict[int, PhaseClock] = {}  # the phase of each command in flight, by thread
         self.exclusive = True  # one command at a time (no slots): the harness's rusage is its CPU
 
     def interrupt(self) -> None:
@@ -254,14 +265,18 @@ class Runner:
         command: str | list[str],
         cwd: Path,
         log_path: Path,
-        deadline: float,
+        deadline: float | Allowances,
         env: dict[str, str] | None = None,
         sandbox: Sandbox | None = None,
+        on_progress: Progress | None = None,
     ) -> RunResult:
         """Run ``command`` (a shell string or argv) with output appended to ``log_path``.
 
-        Wall time, CPU time of the whole process tree and its peak memory are measured here, by
-        the harness, whatever the command reports; ``sandbox`` confines it (see ``sandbox.py``).
+        ``deadline``: seconds (one fixed deadline), or per-phase ``Allowances`` that follow the
+        command's ``phase:`` lines (see ``protocol``). Wall time, CPU time of the whole process
+        tree and its peak memory are measured here, by the harness, whatever the command reports;
+        ``sandbox`` confines it (see ``sandbox.py``). ``on_progress`` gets each progress line's
+        values; a string it returns stops the command (early abort).
         """
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
         sandboxed = sandbox is not None and available()
@@ -284,10 +299,13 @@ class Runner:
             )
         if self.on_start:
             self.on_start(proc.pid)
+        clock = self.clocks[threading.get_ident()] = PhaseClock(deadline, started)
         try:
-            with TreeUsage(proc.pid) as usage:
-                status, reason = self._watch(proc, started + deadline)
+            with TreeUsage(proc.pid) as usage, open(log_path, "rb") as output:
+                output.seek(offset)
+                status, reason = self._watch(proc, clock, output, on_progress)
         finally:
+            del self.clocks[threading.get_ident()]
             if self.on_start:
                 self.on_start(None)
         seconds = time.monotonic() - started
@@ -302,14 +320,25 @@ class Runner:
             result.reason = LOG_FULL  # Python ignores SIGXFSZ: the write fails and it exits 1
         return result
 
-    def _watch(self, proc: subprocess.Popen, deadline: float) -> tuple[str, str | None]:
+    @property
+    def clock(self) -> PhaseClock | None:
+        """The phase of a command in flight (the live display shows one)."""
+        return next(iter(list(self.clocks.values())), None)
+
+    def _watch(
+        self, proc: subprocess.Popen, clock: PhaseClock, output, on_progress: Progress | None
+    ) -> tuple[str, str | None]:
         checked_memory = 0.0
         while proc.poll() is None:
             now = time.monotonic()
             if self.interrupted.is_set():
                 return self._stop(proc, "interrupted", "stopped by the user")
-            if now > deadline:
-                return self._stop(proc, "timeout", "ran past the budget plus overhead")
+            for progress in clock.feed(output.read().decode("utf-8", errors="replace"), now):
+                stop = on_progress(progress) if on_progress else None
+                if stop:
+                    return self._stop(proc, "aborted", stop)
+            if now > clock.deadline:
+                return self._stop(proc, "timeout", clock.overrun())
             if self.memory_limit and now - checked_memory > 0.5:
                 checked_memory = now
                 rss = tree_rss_bytes(proc.pid)
@@ -318,6 +347,9 @@ class Runner:
                     return self._stop(proc, "crash", f"memory {rss / 2**20:.0f} MB > {limit_mb:.0f}")
             time.sleep(POLL_SECONDS)
         kill_group(proc.pid, grace=0)  # children it left behind
+        for progress in clock.feed(output.read().decode("utf-8", errors="replace") + "\n", time.monotonic()):
+            if on_progress:
+                on_progress(progress)  # the curve's last points; too late to stop anything
         return "ok", None
 
     def _stop(self, proc: subprocess.Popen, status: str, reason: str) -> tuple[str, str]:

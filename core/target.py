@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from .protocol import Allowances
+
 if TYPE_CHECKING:
     from .measure import Evaluation
 
@@ -22,10 +24,13 @@ class Metric:
 
     name: str
     direction: str = "lower"
+    noise: str = "absolute"  # "relative": noise grows with the value (durations); judged on a log scale
 
     def __post_init__(self):
         if self.direction not in ("lower", "higher"):
             raise ConfigError(f"direction must be 'lower' or 'higher', not {self.direction!r}")
+        if self.noise not in ("absolute", "relative"):
+            raise ConfigError(f"noise must be 'absolute' or 'relative', not {self.noise!r}")
 
     def gain(self, candidate: float, incumbent: float) -> float:
         """Improvement of ``candidate`` over ``incumbent``: positive means better."""
@@ -34,9 +39,10 @@ class Metric:
 
 @dataclass
 class Measurement:
-    """One evaluator run. ``status`` is ``ok``, ``crash``, ``timeout``, ``interrupted`` or ``invalid``.
+    """One evaluator run: ``ok``, ``crash``, ``timeout``, ``interrupted``, ``invalid`` or ``aborted``.
 
     ``invalid``: the candidate ran but broke the target's rules (a wrong answer); it is never kept.
+    ``aborted``: stopped early because its progress curve fell behind the incumbent's.
     """
 
     status: str
@@ -73,17 +79,31 @@ class Target(ABC):
         editable: list[str],
         protected: list[str] | None = None,
         budget: float = 300.0,
-        overhead: float = 30.0,
+        startup_seconds: float = 20.0,
+        eval_seconds: float = 10.0,
         takes_seed: bool = False,
         env_passthrough: list[str] | None = None,
+        curve: Metric | None = None,
+        throughput: str | None = None,
     ):
         self.metric = metric
         self.editable = list(editable)  # glob patterns relative to the workspace root
         self.protected = list(protected or [])
         self.budget = float(budget)  # seconds of the experiment's own work
-        self.overhead = float(overhead)  # start-up/evaluation seconds added to the kill deadline
+        self.startup_seconds = float(startup_seconds)  # allowance before timed training starts
+        self.eval_seconds = float(eval_seconds)  # allowance after timed training ends
         self.takes_seed = takes_seed  # the harness passes AUTORESEARCH_SEED to the evaluator
         self.env_passthrough = list(env_passthrough or [])  # secrets the evaluator may see
+        self.curve = curve  # the ``progress:`` key compared for early abort, and its direction
+        self.throughput = throughput  # the summary key of the evaluator's speed (e.g. tokens/s)
+
+    def allowances(self, budget: float) -> Allowances:
+        """The per-phase deadlines of one evaluator command under ``budget`` (``protocol``)."""
+        hint = (
+            f"if the machine is busy, raise the target's start-up ({self.startup_seconds:g} s) or "
+            f"evaluation ({self.eval_seconds:g} s) allowance in autoresearch.yaml"
+        )
+        return Allowances(budget, self.startup_seconds, self.eval_seconds, hint)
 
     @classmethod
     def from_config(cls, config: dict, root: Path) -> Target:
@@ -125,6 +145,6 @@ class Target(ABC):
         """Measure the clean checkout at ``evaluation.root`` under ``evaluation.budget`` seconds.
 
         Run commands with ``evaluation.run(argv_or_shell_string)``: in the checkout, sandboxed,
-        output to the experiment's log, deadline ``budget + overhead`` unless given.
+        output to the experiment's log, deadline the target's ``allowances(budget)`` unless given.
         ``evaluation.seed`` is harness-chosen when ``takes_seed`` (else None).
         """

@@ -116,6 +116,13 @@ def plugin_registered(plugin, name: str):
         pm.unregister(plugin)
 
 
+def configure(root: Path, lines: str) -> None:
+    """Append ``lines`` to the workspace's autoresearch.yaml and commit it."""
+    config = root / "autoresearch.yaml"
+    config.write_text(config.read_text() + lines)
+    git(root, "commit", "-qam", f"configure {lines.strip()}")
+
+
 @pytest.fixture
 def toy(tmp_path, monkeypatch) -> Path:
     """The toy command-target workspace, as the current directory."""

@@ -4,7 +4,7 @@ import sys
 
 from autoresearch.history import History
 
-from conftest import MODEL, invoke, make_repo
+from conftest import MODEL, configure, git, invoke, make_repo
 
 
 def rows(root):
@@ -75,8 +75,20 @@ def test_baseline_failure_stops_with_a_pointer_to_the_log(tmp_path, monkeypatch)
     assert History(root / ".autoresearch" / "history.db").pending("t") is None
 
 
+def test_a_baseline_timeout_says_which_allowance_to_raise(tmp_path, monkeypatch):
+    root = make_repo(tmp_path / "r", {"model.py": MODEL, "evaluate.py": "import time\ntime.sleep(60)\n"})
+    monkeypatch.chdir(root)
+    run = f"{sys.executable} evaluate.py"
+    invoke("init", "command", "--edit", "model.py", "--run", run, "--metric", "loss", "--budget", "1")
+    configure(root, "startup: 1\nevaluation: 1\n")
+    result = invoke("run", "--agent", "mutate", "--tag", "t")
+    assert result.exit_code == 1
+    assert "the baseline failed (timeout: ran past 33 s (start-up 1 + budget 1 + slack 30" in result.output
+    assert "raise the target's start-up (1 s) or evaluation (1 s) allowance" in result.output
+    assert "fix the evaluator" not in result.output
+
+
 def test_reseeding_is_flagged_when_the_harness_owns_the_seed(toy, scripted):
-    from conftest import git
 
     (toy / "autoresearch.yaml").write_text((toy / "autoresearch.yaml").read_text() + "seed: true\n")
     git(toy, "commit", "-qam", "the harness seeds the evaluator")

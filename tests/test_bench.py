@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).parent.parent / "bench"
 
 
@@ -34,6 +36,23 @@ def test_brief_size_bench_stays_flat():
     assert 0.5 < result["10000"]["cache_read_share"] <= 1
 
 
+def test_ratchet_efficiency_prints_every_policy_side_by_side():
+    result = run("ratchet_efficiency.py", "--streams", "3", "--measurements", "150", "--mix", "0:0.8,2:0.2")
+    assert set(result) == {"one_shot", "noise_aware", "noise_aware+abort"}
+    assert result["one_shot"]["measurements_per_proposal"] == pytest.approx(151 / 150, abs=0.01)
+    assert result["noise_aware"]["measurements_per_proposal"] > 1
+    assert result["noise_aware"]["small_gains_kept"] is None  # no 0.5-1.5σ gains in this mix
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mix", ["original", "subtle"])
+def test_ratchet_efficiency_default_policy_meets_its_goals_at_equal_compute(mix):
+    # Seeded: the figures docs/noise.md quotes (200 streams), exactly.
+    result = run("ratchet_efficiency.py", "--mix", mix)
+    noise, aborting = result["noise_aware"], result["noise_aware+abort"]
+    assert noise["vs_one_shot"] >= 0.7 and noise["false_keep_rate"] <= 0.05, noise
+    assert aborting["vs_one_shot"] >= 0.9 and aborting["false_keep_rate"] <= 0.05, aborting
+    assert result["one_shot"]["false_keep_rate"] > 0.05
 def test_parallel_scaling_bench_prints_a_ratio_per_case():
     result = run("parallel_scaling.py", "--budget", "0.5", "--rounds", "1")
     measured = [r for r in result if r["ratio"] == r["ratio"]]  # NaN: Ray is not installed

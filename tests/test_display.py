@@ -2,7 +2,6 @@
 
 import io
 import re
-import time
 
 from autoresearch.display import Display
 
@@ -12,15 +11,18 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_live_line_redraws_with_elapsed_and_budget():
+def test_live_line_redraws_with_the_phase_and_its_allowance():
     out = Terminal()
     with Display(out) as display:
         display.set_status(
-            "experiment 3: measuring | best 0.99 | last: keep 0.99", (time.monotonic() - 5, 300)
+            "experiment 3: measuring | best 0.99 | last: keep 0.99", lambda: "training 5s/300s"
         )
         display.say("[  2] keep ...")
     text = out.getvalue()
-    assert "\r\x1b[K" in text and "experiment 3: measuring | best 0.99 | last: keep 0.99 [5s/300s]" in text
+    assert (
+        "\r\x1b[K" in text
+        and "experiment 3: measuring | best 0.99 | last: keep 0.99 [training 5s/300s]" in text
+    )
     assert "[  2] keep ...\n" in text
 
 
@@ -35,8 +37,8 @@ def test_plain_lines_without_a_terminal():
 def test_live_line_shows_the_measurement_eta():
     out = Terminal()
     with Display(out) as display:
-        display.set_status("experiment 3: measuring | 12.0 exp/h", (time.monotonic() - 5, 300), expected=65)
-    assert "experiment 3: measuring | 12.0 exp/h [5s/300s, eta 60s]" in out.getvalue()
+        display.set_status("experiment 3: measuring | 12.0 exp/h", lambda: "start-up 0s/75s", expected=65)
+    assert "experiment 3: measuring | 12.0 exp/h [start-up 0s/75s, eta 65s]" in out.getvalue()
 
 
 def test_a_run_shows_its_pace_and_the_measurement_eta(toy):
@@ -54,6 +56,7 @@ def test_a_run_shows_its_pace_and_the_measurement_eta(toy):
         Engine(Workspace(toy), load_target(toy), agent, history, options, display).run()
     text = out.getvalue()
     assert re.search(
-        r"experiment 3: measuring \| best [\d.]+ \| last: \w+ [\d.]+ \| [\d,.]+ exp/h \[\d+s/20s, eta \d+s\]",
+        r"experiment 3: measuring \| best [\d.]+ \| last: \w+ [\d.]+ \| [\d,.]+ exp/h "
+        r"\[(start-up \d+s/75s, )?eta \d+s\]",
         text,
     )

@@ -50,11 +50,13 @@ def test_migrations_build_the_schema_in_memory():
         "m001_runs_and_experiments",
         "m002_run_metric_and_experiment_tree",
         "m003_measured_usage",
+        "m003_decisions_curves_throughput_drift",
         "m_views_agents_and_invocations",
         "m004_slots_pending_per_experiment",
     ]
     assert {"metric", "direction"} <= set(db["runs"].columns_dict) and "tree" in columns
     assert {"measure_cpu_seconds", "measure_peak_mb"} <= set(db["experiments"].columns_dict)
+    assert {"curves", "throughput"} <= set(columns) and "drift" in db["runs"].columns_dict
 
 
 def test_foreign_and_corrupt_files_are_refused_and_kept(tmp_path):
@@ -194,6 +196,7 @@ def test_a_ledger_written_by_the_current_release_is_migrated(tmp_path):
         "m001_runs_and_experiments",
         "m002_run_metric_and_experiment_tree",
         "m003_measured_usage",
+        "m003_decisions_curves_throughput_drift",
         "m_views_agents_and_invocations",
         "m004_slots_pending_per_experiment",
     ]

@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+from test_early_abort import CURVED_EVALUATE
 
 from autoresearch.checkout import Checkouts
 from autoresearch.config import load_target
@@ -28,7 +29,7 @@ from autoresearch.history import History
 from autoresearch.measure import Runner
 from autoresearch.workspace import Workspace
 
-from conftest import EVALUATE, command_workspace, git, invoke
+from conftest import EVALUATE, MODEL, command_workspace, configure, git, invoke
 
 ray = pytest.importorskip("ray")
 
@@ -224,7 +225,11 @@ def test_a_lost_task_runs_again_once_then_is_a_crash(node_dir, tmp_path, kills):
     if kills == 1:  # the retry removed the dead worker's scratch checkout; its own is gone too
         pids = re.findall(r"worker pid (\d+)", log.read_text())
         assert len(pids) == 2
-        assert not [f for f in (node_dir / "checkouts").glob("measure-*") if f.name.split("-")[1] in pids]
+        wait_for(
+            lambda: (
+                not [f for f in (node_dir / "checkouts").glob("measure-*") if f.name.split("-")[1] in pids]
+            )
+        )
 
 
 def test_ctrl_c_cancels_the_task_and_stops_its_evaluator(node_dir, tmp_path):
@@ -255,7 +260,7 @@ def test_ctrl_c_cancels_the_task_and_stops_its_evaluator(node_dir, tmp_path):
     assert took < ray_executor.CANCEL_GRACE_SECONDS  # the task itself stopped, not the forced cancel
     wait_for(lambda: not evaluators(hold), 10)
     pid = re.search(r"worker pid (\d+)", log.read_text())[1]
-    assert not list((node_dir / "checkouts").glob(f"measure-{pid}-*"))  # its scratch checkout is gone
+    wait_for(lambda: not list((node_dir / "checkouts").glob(f"measure-{pid}-*")), 10)  # its scratch is gone
 
 
 @pytest.mark.parametrize(
@@ -307,3 +312,22 @@ def test_ctrl_c_of_a_run_on_a_ray_cluster_stops_its_task(node_dir, tmp_path):
     assert proc.returncode == 0 and "stopped: interrupted by the user" in output, output
     wait_for(lambda: not running_in(node_dir / "checkouts"), 10)  # its evaluator stopped too
     assert git(root, "rev-parse", "autoresearch/t") == git(root, "rev-parse", "main")
+
+
+def test_early_abort_judges_on_the_node_and_the_curves_come_back(node_dir, tmp_path, monkeypatch, scripted):
+    """The candidate's early-abort judge travels with its task: it stops the evaluator on the
+    node at the progress line, and its curve and verdict come back to the driver's ledger."""
+    root = command_workspace(tmp_path / "curved", CURVED_EVALUATE, **{"unique.txt": str(tmp_path)})
+    monkeypatch.chdir(root)
+    configure(root, "seed: true\ncurve: train_loss\n")
+    scripted += [
+        {"model.py": MODEL.replace("X = 3.0", "X = 9.0"), "_description": "much worse"},
+        {"model.py": MODEL.replace("X = 3.0", "X = 1.7"), "_description": "real gain"},
+    ]
+    result = invoke("run", "--agent", "scripted", "--max-experiments", "2", "--tag", "t", "--executor", "ray")
+    assert result.exit_code == 0, result.output
+    baseline, worse, better = History(root / ".autoresearch" / "history.db").experiments("t")
+    assert [len(curve) for curve in baseline["curves"]["samples"]] == [20, 20, 20]
+    assert worse["status"] == "discard" and worse["reason"].startswith("aborted at 20% of the budget")
+    assert worse["measure_seconds"] < baseline["measure_seconds"] / 3
+    assert better["status"] == "keep" and better["curves"]["samples"][0][-1][0] == 1.0

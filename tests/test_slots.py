@@ -207,7 +207,7 @@ def test_a_limit_lets_what_is_in_flight_finish(sleeper):
 def test_m004_migrates_a_ledger_of_the_release_before(tmp_path):
     path = tmp_path / "history.db"
     conn = sqlite3.connect(path)
-    conn.executescript((Path(__file__).parent / "fixtures" / "ledger_m003.sql").read_text())
+    conn.executescript((Path(__file__).parent / "fixtures" / "ledger_before_slots.sql").read_text())
     conn.close()
     history = History(path)
     assert [r["slot"] for r in history.experiments("t")] == [None, None]  # measured before slots

@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..abort import EarlyAbort
 from ..measure import Evaluation, Runner, Usage
 from ..target import ConfigError, Measurement, Target
 
@@ -35,6 +36,7 @@ class Job:
     seed: int | None
     network: bool
     env: dict[str, str] = field(default_factory=dict)  # the slot's (a device, a share of the cores)
+    watch: EarlyAbort | None = None  # sees the progress lines; keeps the curve; may stop the run
 
 
 class Executor(ABC):
@@ -67,11 +69,12 @@ def evaluate(target: Target, root: Path, scratch: Path, job: Job, log_path: Path
         seed=job.seed,
         log_path=log_path,
         runner=runner,
-        overhead=target.overhead,
+        allowances=target.allowances(job.budget),
         secrets=tuple(target.secret_paths()),
         network=job.network,
         usage=usage,
         env=job.env,
+        on_progress=job.watch,
     )
     try:
         measurement = target.evaluate(evaluation)

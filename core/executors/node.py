@@ -25,6 +25,7 @@ from pathlib import Path
 
 import psutil
 
+from ..abort import EarlyAbort
 from ..config import target_class
 from ..measure import Runner, Usage
 from ..target import Measurement, Target
@@ -54,6 +55,7 @@ class NodeResult:
     host: str
     shipped: str  # how the commit came: "none" (the node had it), "incremental" or "full"
     bundle_bytes: int = 0
+    watch: EarlyAbort | None = None  # the job's early-abort judge as the node left it (its curve)
 
 
 def node_dir() -> Path:
@@ -145,7 +147,7 @@ def _measure(request: Request, fetch, base: Path, log: Path, runner: Runner) -> 
     _prepare_once(target, request.config, root, lambda line: _say(log, line))
     measurement, usage = evaluate(target, root, scratch, job, log, runner)
     measurement.log_path = None  # the node's log is gone; the driver's has every byte
-    return NodeResult(measurement, usage, host, shipped, size)
+    return NodeResult(measurement, usage, host, shipped, size, job.watch)
 
 
 def _say(log: Path, line: str) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..checkout import Checkouts
 from ..config import read_config
 from ..measure import Runner, Usage
+from ..protocol import PhaseClock
 from ..target import ConfigError, Measurement, Target
 from . import Executor, Job, bundle, node
 
@@ -121,35 +122,53 @@ class RayExecutor(Executor):
             return Measurement("crash", reason=f"the Ray task was lost twice: {lost}"), Usage()
 
     def _attempt(self, request: node.Request) -> tuple[Measurement, Usage]:
-        ray = self.ray
+        """One task, its log appended to the experiment's as it comes; raises ``Lost``."""
+        job = request.job
         started = time.monotonic()
         stream = self.task.remote(request, self.server)
-        request.job.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(request.job.log_path, "ab") as log:
-            while True:
-                if self.runner.interrupted.is_set():
-                    return self._cancel(stream, log, started)
-                ready, _ = ray.wait([stream], timeout=POLL_SECONDS)
-                if not ready:
-                    continue
-                try:
-                    item = ray.get(next(stream))
-                except StopIteration:
-                    raise Lost("it ended without a result") from None
-                except ray.exceptions.TaskCancelledError:
-                    return _interrupted(started)
-                except ray.exceptions.RayTaskError as error:  # the task raised: a crash, not a loss
-                    reason = f"the Ray task failed: {_first_line(error.cause or error)}"
-                    return Measurement("crash", reason=reason), Usage(seconds=time.monotonic() - started)
-                except ray.exceptions.RayError as error:  # worker or node died, object lost, ...
-                    raise Lost(_first_line(error)) from None
-                if isinstance(item, bytes):
-                    log.write(item)
-                    log.flush()
-                    continue
-                self.where.host = item.host
-                self.shipped.append((request.job.commit, item.shipped, item.bundle_bytes))
-                return item.measurement, item.usage
+        job.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # The live line's phase clock, fed from the streamed log (no command runs here).
+        clock = self.runner.clocks[threading.get_ident()] = PhaseClock(
+            self.target.allowances(job.budget), started
+        )
+        try:
+            with open(job.log_path, "ab") as log:
+                result = self._follow(stream, log, clock, started)
+        finally:
+            del self.runner.clocks[threading.get_ident()]
+        if isinstance(result, node.NodeResult):
+            if job.watch and result.watch:  # the curve and the verdict, as the node's judge left them
+                vars(job.watch).update(vars(result.watch))
+            self.where.host = result.host
+            self.shipped.append((job.commit, result.shipped, result.bundle_bytes))
+            return result.measurement, result.usage
+        return result
+
+    def _follow(self, stream, log, clock: PhaseClock, started: float):
+        """Poll the task until its result (or a failure's measurement); Ctrl-C cancels it."""
+        ray = self.ray
+        while True:
+            if self.runner.interrupted.is_set():
+                return self._cancel(stream, log, started)
+            ready, _ = ray.wait([stream], timeout=POLL_SECONDS)
+            if not ready:
+                continue
+            try:
+                item = ray.get(next(stream))
+            except StopIteration:
+                raise Lost("it ended without a result") from None
+            except ray.exceptions.TaskCancelledError:
+                return _interrupted(started)
+            except ray.exceptions.RayTaskError as error:  # the task raised: a crash, not a loss
+                reason = f"the Ray task failed: {_first_line(error.cause or error)}"
+                return Measurement("crash", reason=reason), Usage(seconds=time.monotonic() - started)
+            except ray.exceptions.RayError as error:  # worker or node died, object lost, ...
+                raise Lost(_first_line(error)) from None
+            if not isinstance(item, bytes):
+                return item
+            log.write(item)
+            log.flush()
+            clock.feed(item.decode("utf-8", errors="replace"), time.monotonic())
 
     def _cancel(self, stream, log, started: float) -> tuple[Measurement, Usage]:
         """Ctrl-C: cancel the task; its node stops the evaluator (forced after a grace)."""

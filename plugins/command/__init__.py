@@ -9,18 +9,9 @@ from autoresearch.config import reject_unknown_fields
 from autoresearch.measure import Evaluation, measurement
 
 FIELDS = (
-    "edit",
-    "protect",
-    "run",
-    "metric",
-    "direction",
-    "budget",
-    "overhead",
-    "seed",
-    "env",
-    "network",
-    "gpu",
-)
+    "edit", "protect", "run", "metric", "direction", "noise", "budget", "startup", "evaluation", "curve",
+    "throughput", "seed", "env", "network", "gpu",
+)  # fmt: skip
 
 
 def _globs(config: dict, key: str, required: bool) -> list[str]:
@@ -32,6 +23,21 @@ def _globs(config: dict, key: str, required: bool) -> list[str]:
     if required and not value:
         raise ConfigError(f"autoresearch.yaml: field '{key}' is missing; give at least one glob (--{key})")
     return value
+
+
+def _curve(config: dict) -> Metric | None:
+    """``curve: train_loss`` (lower is better) or ``curve: {key: accuracy, direction: higher}``."""
+    value = config.get("curve")
+    if value is None:
+        return None
+    if isinstance(value, str) and value:
+        return Metric(value, "lower")
+    if isinstance(value, dict) and isinstance(value.get("key"), str) and set(value) <= {"key", "direction"}:
+        return Metric(value["key"], str(value.get("direction", "lower")))
+    raise ConfigError(
+        "autoresearch.yaml: field 'curve' must name a progress key, e.g. 'curve: train_loss' or "
+        "'curve: {key: accuracy, direction: higher}'"
+    )
 
 
 def _number(config: dict, key: str, default: float) -> float:
@@ -72,13 +78,18 @@ class CommandTarget(Target):
             command=command,
             network=network,
             gpu=gpu,
-            metric=Metric(metric, str(config.get("direction", "lower"))),
+            metric=Metric(
+                metric, str(config.get("direction", "lower")), str(config.get("noise", "absolute"))
+            ),
             editable=_globs(config, "edit", required=True),
             protected=_globs(config, "protect", required=False) + ["autoresearch.yaml"],
             budget=_number(config, "budget", 60),
-            overhead=_number(config, "overhead", 10),
+            startup_seconds=_number(config, "startup", 10),
+            eval_seconds=_number(config, "evaluation", 10),
             takes_seed=bool(config.get("seed", False)),
             env_passthrough=env,
+            curve=_curve(config),
+            throughput=config.get("throughput") if isinstance(config.get("throughput"), str) else None,
         )
 
     @classmethod

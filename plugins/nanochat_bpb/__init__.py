@@ -9,6 +9,7 @@ scripts are rendered from ``template/`` with the preset's constants baked in.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.resources
 import importlib.util
 import json
@@ -259,8 +260,11 @@ class NanochatBpb(Target):
             editable=["train.py"],
             protected=["prepare.py", "program.md"],
             budget=self.config["budget"],
-            overhead=self.config["startup_seconds"] + self.config["eval_seconds"],
+            startup_seconds=self.config["startup_seconds"],
+            eval_seconds=self.config["eval_seconds"],
             takes_seed=True,
+            curve=Metric("train_loss", "lower"),  # its progress lines: early abort compares them
+            throughput="tokens_per_second",
         )
         self.gpu = self.config["device"] in ("auto", "cuda")  # a Ray task asks for a GPU
 
@@ -421,7 +425,8 @@ class NanochatBpb(Target):
         run_dir.mkdir()
         python = [sys.executable, "prepare.py"]
         command = [*python, "train", "--budget", repr(float(budget)), "--run-dir", str(run_dir)]
-        result = evaluation.run(command, deadline=budget + self.config["startup_seconds"], env=env)
+        training = dataclasses.replace(self.allowances(budget), evaluation=0)  # evaluated below
+        result = evaluation.run(command, deadline=training, env=env)
         outcome = read_outcome(run_dir / "train_report.json")
         if result.status == "ok" and outcome and outcome["status"] == "ok":
             command = [*python, "eval", "--run-dir", str(run_dir), "--started", repr(started)]

@@ -24,11 +24,11 @@ class PerfExample(Target):
 
     def __init__(self):
         super().__init__(
-            metric=Metric("runtime_ms", "lower"),
+            metric=Metric("runtime_ms", "lower", noise="relative"),  # a duration: noise scales with it
             editable=["multiply.py"],
             protected=["test_multiply.py", "benchmark.py"],
             budget=30,
-            overhead=10,
+            startup_seconds=10,
         )
 
     @classmethod

@@ -38,7 +38,7 @@ class PromptExample(Target):
             editable=["prompt.txt"],
             protected=["train.jsonl"],
             budget=budget,
-            overhead=30,
+            startup_seconds=30,
             env_passthrough=[KEY_ENV],  # the harness removes API keys from the evaluator's env otherwise
         )
         self.model = model

@@ -1,0 +1,102 @@
+"""Early abort on a command target whose evaluator prints a progress curve (real subprocesses)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autoresearch.abort import EarlyAbort, curve_noise, value_at
+from autoresearch.history import History
+from autoresearch.target import Metric
+
+from conftest import MODEL, command_workspace, configure, invoke
+
+# Training loss falls from score + 2 to score over 20 steps of 0.15 s, with seeded noise.
+CURVED_EVALUATE = """\
+import os, random, time
+import model
+rng = random.Random(int(os.environ["AUTORESEARCH_SEED"]))
+final = model.score()
+print("phase: training", flush=True)
+for step in range(1, 21):
+    frac = step / 20
+    time.sleep(0.15)
+    print(f"progress: frac={frac} train_loss={final + 2 * (1 - frac) + rng.gauss(0, 0.02):.4f}", flush=True)
+print("phase: evaluation", flush=True)
+print("---")
+print(f"loss: {final + rng.gauss(0, 0.02):.6f}")
+"""
+
+
+@pytest.fixture
+def curved(tmp_path, monkeypatch, scripted):
+    root = command_workspace(tmp_path / "curved", CURVED_EVALUATE)
+    monkeypatch.chdir(root)
+    configure(root, "seed: true\ncurve: train_loss\n")
+    scripted += [
+        {"model.py": MODEL.replace("X = 3.0", "X = 9.0"), "_description": "much worse"},
+        {"model.py": MODEL.replace("X = 3.0", "X = 1.7"), "_description": "real gain"},
+    ]
+    return root
+
+
+def test_a_clearly_worse_candidate_is_stopped_early_and_never_a_sample(curved):
+    result = invoke("run", "--agent", "scripted", "--max-experiments", "2", "--tag", "t")
+    assert result.exit_code == 0, result.output
+    baseline, worse, better = History(curved / ".autoresearch" / "history.db").experiments("t")
+    assert len(baseline["curves"]["samples"]) == 3
+    assert all(len(curve) == 20 for curve in baseline["curves"]["samples"])
+    assert worse["status"] == "discard"
+    assert worse["reason"].startswith("aborted at 20% of the budget: train_loss ")
+    assert worse["metric"] is None and worse["samples"] == [] and worse["gain"] is None
+    assert worse["measure_seconds"] < baseline["measure_seconds"] / 3  # 1 of 3 seconds spent
+    assert better["status"] == "keep" and better["curves"]["samples"][0][-1][0] == 1.0
+
+
+def test_no_early_abort_runs_every_candidate_to_the_end(curved):
+    args = ("run", "--agent", "scripted", "--max-experiments", "2", "--tag", "t", "--no-early-abort")
+    assert invoke(*args).exit_code == 0
+    worse = History(curved / ".autoresearch" / "history.db").experiment("t", 1)
+    assert worse["status"] == "discard" and worse["metric"] > 30
+    assert worse["reason"].startswith("not better")
+    # bench/early_abort.py replays the run: where would the rule have stopped each candidate?
+    bench = Path(__file__).parents[1] / "bench" / "early_abort.py"
+    command = [sys.executable, str(bench), "--workspace", str(curved), "--tag", "t", "--json"]
+    result = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    assert (result["discarded"], result["kept"], result["discards_aborted"]) == (1, 1, 1)
+    assert result["compute_saved_of_discards"] == 0.8 and result["keeps_aborted"] == 0.0
+    assert result["outcomes"][0]["reason"].startswith("aborted at 20% of the budget")
+
+
+LOSS = Metric("train_loss", "lower")
+INCUMBENT = [[[f / 10, 5 - 2 * f / 10 + d] for f in range(1, 11)] for d in (-0.01, 0.0, 0.01)]
+
+
+def test_curves_are_read_at_the_same_fraction():
+    assert value_at(INCUMBENT[1], 0.25) == pytest.approx(4.5)
+    assert value_at(INCUMBENT[1], 0.05) is None
+    assert curve_noise([INCUMBENT], 0.5) == pytest.approx(0.01)
+
+
+def test_the_margin_is_noise_aware_and_leaves_room_to_catch_up():
+    judge = EarlyAbort(LOSS, INCUMBENT, [INCUMBENT])
+    assert judge({"frac": 0.1, "train_loss": 9.0}) is None  # before 20%: never
+    # at 50% the incumbent still falls by 1.0, so a candidate may be up to 0.5 behind
+    assert judge({"frac": 0.5, "train_loss": 4.45}) is None
+    assert judge({"frac": 0.5, "train_loss": 4.6}) == (
+        "aborted at 50% of the budget: train_loss 4.6 vs 4 (σ 0.01)"
+    )
+    assert judge({"frac": 0.6, "train_loss": 9.0}) is None  # stopped once; the reason stays
+    assert judge.reason.startswith("aborted at 50%") and judge.curve[0] == [0.1, 9.0]
+    # near the end only the noise protects it: 3σ·sqrt(1 + 1/3) = 0.035
+    assert EarlyAbort(LOSS, INCUMBENT, [INCUMBENT])({"frac": 1.0, "train_loss": 3.03}) is None
+    assert EarlyAbort(LOSS, INCUMBENT, [INCUMBENT])({"frac": 1.0, "train_loss": 3.04}) is not None
+
+
+def test_without_repeated_incumbent_curves_nothing_is_aborted():
+    judge = EarlyAbort(LOSS, INCUMBENT[:1], [INCUMBENT[:1]])
+    assert judge({"frac": 0.5, "train_loss": 99.0}) is None
+    disabled = EarlyAbort(LOSS, INCUMBENT, [INCUMBENT], enabled=False)
+    assert disabled({"frac": 0.5, "train_loss": 99.0}) is None and disabled.curve == [[0.5, 99.0]]
