@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -119,12 +120,14 @@ def ray_case(budget: float, propose: float, rounds: int) -> dict:
         import ray
     except ImportError:
         return case | {"ratio": float("nan"), "note": "Ray is not installed: pip install 'autoresearch[ray]'"}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20)
-    try:
-        rate(2, 2, budget, propose, 2, executor="ray")  # a first task starts the workers: not timed
-        measured = rate(2, 2, budget, propose, 2 * rounds, executor="ray")
-    finally:
-        ray.shutdown()
+    with tempfile.TemporaryDirectory() as node:
+        os.environ["AUTORESEARCH_CACHE"] = node  # the node's cache repository: gone with the bench
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20)
+        try:
+            rate(2, 2, budget, propose, 2, executor="ray")  # a first task starts the workers: not timed
+            measured = rate(2, 2, budget, propose, 2 * rounds, executor="ray")
+        finally:
+            ray.shutdown()
     return case | {"per_hour": measured * 3600, "ratio": measured * budget / 2}
 
 

@@ -29,7 +29,7 @@ from autoresearch.history import History
 from autoresearch.measure import Runner
 from autoresearch.workspace import Workspace
 
-from conftest import EVALUATE, MODEL, command_workspace, configure, git, invoke
+from conftest import EVALUATE, MODEL, command_workspace, configure, git, invoke, wait_until
 
 ray = pytest.importorskip("ray")
 
@@ -157,13 +157,18 @@ def test_prepare_runs_once_per_node(node_dir, tmp_path):
 
 
 def wait_for(predicate, seconds: float = 60.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
+    return wait_until(predicate, seconds, "the cluster")
+
+
+def start_measuring(ex, root: Path, log: Path, hold: Path) -> tuple[threading.Thread, dict]:
+    """Measure the workspace's head in a thread (its evaluator holds while ``hold`` exists)."""
+    outcome = {}
+    head = git(root, "rev-parse", "HEAD")
+    thread = threading.Thread(
+        target=lambda: outcome.update(result=ex.measure(job(root, head, log, HOLD=str(hold))))
+    )
+    thread.start()
+    return thread, outcome
 
 
 def evaluators(hold: Path) -> list[psutil.Process]:
@@ -195,14 +200,8 @@ def test_a_lost_task_runs_again_once_then_is_a_crash(node_dir, tmp_path, kills):
     hold, log = tmp_path / "hold", tmp_path / "log"
     hold.touch()
     ex = executor(root)
-    outcome = {}
-    measuring = threading.Thread(
-        target=lambda: outcome.update(
-            result=ex.measure(job(root, git(root, "rev-parse", "HEAD"), log, HOLD=str(hold)))
-        )
-    )
+    measuring, outcome = start_measuring(ex, root, log, hold)
     try:
-        measuring.start()
         for attempt in range(1, kills + 1):
             wait_for(lambda n=attempt: log.exists() and log.read_text().count("started") == n)
             pids = re.findall(r"worker pid (\d+)", log.read_text())
@@ -238,14 +237,8 @@ def test_ctrl_c_cancels_the_task_and_stops_its_evaluator(node_dir, tmp_path):
     hold.touch()
     runner = Runner()
     ex = executor(root, runner)
-    outcome = {}
-    measuring = threading.Thread(
-        target=lambda: outcome.update(
-            result=ex.measure(job(root, git(root, "rev-parse", "HEAD"), log, HOLD=str(hold)))
-        )
-    )
+    measuring, outcome = start_measuring(ex, root, log, hold)
     try:
-        measuring.start()
         wait_for(lambda: log.exists() and "started" in log.read_text())
         assert evaluators(hold)
         stopped = time.monotonic()
