@@ -69,7 +69,7 @@ class Checkouts:
         checkout = Checkout(commit, base / "tree", base / "scratch")
         try:
             checkout.root.mkdir(parents=True)
-            (checkout.scratch / "tmp").mkdir(parents=True)
+            checkout.scratch.mkdir(parents=True)
             self.ws.extract(commit, checkout.root)
             yield checkout
         finally:

@@ -26,7 +26,7 @@ from autoresearch.history import History
 from autoresearch.plugins.command import CommandTarget
 from autoresearch.sandbox import bwrap_problem
 
-from conftest import MODEL, git, invoke, plugin_registered, waiting_workspace
+from conftest import MODEL, git, invoke, make_repo, plugin_registered, waiting_workspace
 
 pytestmark = pytest.mark.skipif(bwrap_problem() is not None, reason="needs bubblewrap")
 
@@ -305,6 +305,73 @@ def test_11_a_clock_replaced_by_the_code_under_test_is_invalid(tmp_path, monkeyp
     assert cheat["status"] == "invalid", (cheat["status"], cheat["metric"], cheat["reason"])
     assert "its clock does not tell the truth" in cheat["reason"]
     assert cheat["measure_cpu_seconds"] > 1.5  # what the harness measured: about two seconds
+
+
+# ---- 13: a training step that rewrites what the scoring step runs (the checkout is read-only)
+
+TRAIN = MODEL + """
+
+if __name__ == "__main__":  # "training": the scoring step reads what it leaves in $TMPDIR
+    import os
+    with open(os.path.join(os.environ["TMPDIR"], "answer.txt"), "w") as f:
+        f.write(f"{score()}")
+"""
+SCORE = """\
+import os, statistics
+answer = float(open(os.path.join(os.environ["TMPDIR"], "answer.txt")).read())
+print("---")
+print(f"loss: {statistics.fmean([answer]):.6f}")
+"""
+
+
+@pytest.fixture
+def pipeline(tmp_path, monkeypatch):
+    """A command workspace whose run trains (model.py, editable) then scores (score.py, protected)
+    in a second process that never imports the agent's code."""
+    root = make_repo(tmp_path / "ws", {"model.py": TRAIN, "score.py": SCORE})
+    python = shlex.quote(sys.executable)
+    init = invoke(
+        "init", "command", "--edit", "model.py", "--protect", "score.py", "--metric", "loss",
+        "--run", f"{python} model.py && {python} score.py", "--budget", "60", str(root),
+    )  # fmt: skip
+    assert init.exit_code == 0, init.output
+    monkeypatch.chdir(root)
+    return root
+
+
+def training_payload(code: str) -> str:
+    return TRAIN.replace("X = 3.0", "X = 3.5") + "\n\n" + textwrap.dedent(code)
+
+
+def test_13_training_cannot_rewrite_the_scoring_script(pipeline, tmp_path):
+    rewrite = training_payload(
+        """
+        if __name__ == "__main__":
+            try:
+                with open("score.py", "w") as f:
+                    f.write("print('---')\\nprint('loss: 0.0')\\n")
+            except OSError as error:
+                print(f"attack: {error.strerror}")
+        """
+    )
+    rows = attack(tmp_path, [rewrite])
+    assert rows[1]["metric"] == pytest.approx(3.54)  # scored by the real score.py
+    assert "attack: Read-only file system" in (pipeline / rows[1]["log_path"]).read_text()
+
+
+def test_13b_training_cannot_leave_a_module_that_shadows_one_the_scoring_step_imports(pipeline, tmp_path):
+    shadow = training_payload(
+        """
+        if __name__ == "__main__":
+            try:
+                with open("statistics.py", "w") as f:
+                    f.write("def fmean(xs):\\n    return 0.0\\n")
+            except OSError as error:
+                print(f"attack: {error.strerror}")
+        """
+    )
+    rows = attack(tmp_path, [shadow])
+    assert rows[1]["metric"] == pytest.approx(3.54)
 
 
 # ---- the user's checkout during a run
