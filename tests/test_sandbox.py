@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch import sandbox
-from autoresearch.measure import Runner
+from autoresearch.measure import Evaluation, Runner
 from autoresearch.sandbox import Sandbox
 
 from conftest import invoke
@@ -106,3 +106,23 @@ def test_a_device_is_there_only_when_passed_and_the_users_terminals_never_are(tm
 
     assert inside([device]) == ["True", "['ptmx']\n"]
     assert inside([]) == ["False", "['ptmx']\n"]  # a fresh devpts: no terminal of the user's to type into
+
+
+@needs_bwrap
+def test_the_checkout_is_read_only_and_each_command_gets_an_empty_tmpdir(tmp_path):
+    """A command cannot write the checkout; what it leaves in $TMPDIR, a link to a folder of the
+    user's included, is gone for the next command, and the linked folder is left alone."""
+    root, scratch, mine = tmp_path / "tree", tmp_path / "scratch", tmp_path / "mine"
+    for folder in (root, scratch, mine):
+        folder.mkdir()
+    (mine / "keep.txt").write_text("the user's")
+    evaluation = Evaluation(root, scratch, budget=30, seed=None, log_path=tmp_path / "log", runner=Runner())
+    first = evaluation.run(
+        "touch tree.txt || echo refused; touch $TMPDIR/left; "
+        f"ln -s {mine} $AUTORESEARCH_SCRATCH/link && rm -r $TMPDIR && mv $AUTORESEARCH_SCRATCH/link $TMPDIR"
+    )
+    assert first.status == "ok" and "Read-only file system" in first.output(), first.output()
+    assert not (root / "tree.txt").exists() and (scratch / "tmp").is_symlink()
+    second = evaluation.run('ls -A "$TMPDIR"; test -d "$TMPDIR" && ! test -L "$TMPDIR" && echo fresh')
+    assert second.output().split() == ["fresh"]
+    assert (mine / "keep.txt").read_text() == "the user's"
