@@ -40,8 +40,8 @@ BUDGET = {"perf": None, "nanochat": 3.0}
 class Unsandboxed(Runner):
     """The runner as it was before isolation: every command bare."""
 
-    def run(self, command, cwd, log_path, deadline, env=None, sandbox=None):
-        return super().run(command, cwd, log_path, deadline, env, sandbox=None)
+    def run(self, command, cwd, log_path, deadline, env=None, sandbox=None, on_progress=None):
+        return super().run(command, cwd, log_path, deadline, env, None, on_progress)
 
 
 def measure(target, root: Path, scratch: Path, log: Path, runner: Runner, budget: float) -> float:

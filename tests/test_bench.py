@@ -62,11 +62,7 @@ def test_parallel_scaling_bench_prints_a_ratio_per_case():
 
 
 @pytest.mark.slow
-def test_isolation_parity_honest_perf_runs_measure_the_same_isolated_and_in_place(tmp_path, monkeypatch):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-    monkeypatch.setenv("AUTORESEARCH_CACHE", str(tmp_path / "cache"))
-    from isolation_parity import parity
-
-    report = parity("perf", 4, tmp_path)
+def test_isolation_parity_honest_perf_runs_measure_the_same_isolated_and_in_place():
+    report = run("isolation_parity.py", "perf", "--runs", "4")
     # within noise: a busy machine moves CPU timings by tens of percent, a sandbox would not halve them
     assert abs(report["difference_in_sigma"]) < 4 or 0.7 < report["ratio"] < 1.4, report
