@@ -418,39 +418,26 @@ def pipeline(tmp_path, monkeypatch):
     return root
 
 
-def training_payload(code: str) -> str:
-    return TRAIN.replace("X = 3.0", "X = 3.5") + "\n\n" + textwrap.dedent(code)
+WRITES = {  # what the training step writes into the checkout, to change what the scoring step runs
+    "rewrite": ("score.py", "print('---')\nprint('loss: 0.0')\n"),
+    "shadow": ("statistics.py", "def fmean(xs):\n    return 0.0\n"),  # a module score.py imports
+}
 
 
-def test_13_training_cannot_rewrite_the_scoring_script(pipeline, tmp_path):
-    rewrite = training_payload(
-        """
-        if __name__ == "__main__":
-            try:
-                with open("score.py", "w") as f:
-                    f.write("print('---')\\nprint('loss: 0.0')\\n")
-            except OSError as error:
-                print(f"attack: {error.strerror}")
-        """
-    )
-    rows = attack(tmp_path, [rewrite])
-    assert rows[1]["metric"] == pytest.approx(3.54)  # scored by the real score.py
+@pytest.mark.parametrize("kind", WRITES)
+def test_13_training_cannot_change_what_the_scoring_step_runs(pipeline, tmp_path, kind):
+    path, text = WRITES[kind]
+    write = f"""
+if __name__ == "__main__":  # while training
+    try:
+        with open({path!r}, "w") as f:
+            f.write({text!r})
+    except OSError as error:
+        print(f"attack: {{error.strerror}}")
+"""
+    rows = attack(tmp_path, [TRAIN.replace("X = 3.0", "X = 3.5") + write])
+    assert rows[1]["metric"] == pytest.approx(3.54)  # scored by the real score.py, untouched
     assert "attack: Read-only file system" in (pipeline / rows[1]["log_path"]).read_text()
-
-
-def test_13b_training_cannot_leave_a_module_that_shadows_one_the_scoring_step_imports(pipeline, tmp_path):
-    shadow = training_payload(
-        """
-        if __name__ == "__main__":
-            try:
-                with open("statistics.py", "w") as f:
-                    f.write("def fmean(xs):\\n    return 0.0\\n")
-            except OSError as error:
-                print(f"attack: {error.strerror}")
-        """
-    )
-    rows = attack(tmp_path, [shadow])
-    assert rows[1]["metric"] == pytest.approx(3.54)
 
 
 # ---- the user's checkout during a run
