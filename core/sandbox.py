@@ -58,7 +58,9 @@ def weakness() -> str | None:
 
 
 def gpu_devices() -> list[str]:
-    """The GPU device files of this machine (none on a machine without a GPU)."""
+    """The GPU device files of this machine (none on a machine without a GPU), as they are when a
+    command starts: the driver makes ``/dev/nvidia-uvm`` at the machine's first CUDA use, which
+    cannot happen inside the sandbox (unverified on a real GPU: ``bench/gpu_check.sh`` checks)."""
     found = {path for pattern in GPU_DEVICES for path in glob.glob(pattern)}
     return sorted(path for path in found if not Path(path).is_dir())  # /dev/nvidia* has nvidia-caps/
 
