@@ -12,7 +12,10 @@ worse than the last (strict policy), so each experiment is exactly one measureme
   per budget. The target is the command target (a Ray node loads targets by name), whose command
   sleeps for the budget and then prints the metric. Goal: ratio >= 0.9. Needs ``autoresearch[ray]``.
 
-    python bench/parallel_scaling.py [--budget 1.0] [--rounds 3] [--json]
+With 8 slots, the first measurements start one after another (each proposal is committed by the one
+writer): enough rounds per slot (4) make the figure the steady rate, not the ramp.
+
+    python bench/parallel_scaling.py [--budget 5] [--rounds 4] [--json]
 """
 
 from __future__ import annotations
@@ -137,8 +140,8 @@ def _time(stamp: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=1.0, help="seconds each evaluator sleeps")
-    parser.add_argument("--rounds", type=int, default=3, help="experiments per slot")
+    parser.add_argument("--budget", type=float, default=5.0, help="seconds each evaluator sleeps")
+    parser.add_argument("--rounds", type=int, default=4, help="experiments per slot")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     budget, quick = args.budget, 0.02 * args.budget

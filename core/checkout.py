@@ -93,7 +93,7 @@ class Checkouts:
         try:
             with _making(base):
                 checkout.root.mkdir(parents=True)
-                (checkout.scratch / "tmp").mkdir(parents=True)
+                checkout.scratch.mkdir(parents=True)
                 self.ws.extract(commit, checkout.root)
             yield checkout
         finally:

@@ -6,6 +6,7 @@ import math
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -160,10 +161,13 @@ class Usage:
 class Evaluation:
     """One measurement of one commit, as a target's ``evaluate`` gets it.
 
-    ``root`` is a fresh checkout of exactly the commit's tracked files and ``scratch`` a folder
-    shared by the evaluation's commands; both are writable, both are removed afterwards, and
-    nothing else is writable to the commands. ``run`` runs a command there under the runner,
-    inside the sandbox, with the target's per-phase allowances as its default deadline.
+    ``root`` is a fresh checkout of exactly the commit's tracked files, read-only to the
+    commands: code the agent wrote (a training phase) cannot change or add to what a later
+    command runs (the evaluation phase). ``scratch`` is a folder shared by the evaluation's
+    commands and the only place they can write (build outputs, checkpoints, caches); each command
+    gets an empty ``$TMPDIR`` in it. Both are removed afterwards. ``run`` runs a command in the
+    checkout under the runner, inside the sandbox, with the target's per-phase allowances as its
+    default deadline.
     """
 
     root: Path
@@ -189,12 +193,12 @@ class Evaluation:
         secrets: bool = False,
     ) -> RunResult:
         """Run ``command`` (a shell string or an argv list) in the checkout; output goes to the log."""
-        sandbox = Sandbox(
-            writable=(self.root, self.scratch),
-            hidden=() if secrets else self.secrets,
-            network=self.network,
-        )
-        env = {"TMPDIR": str(self.scratch / "tmp"), **(env or {}), **self.env}
+        hidden = () if secrets else self.secrets
+        sandbox = Sandbox(writable=(self.scratch,), hidden=hidden, network=self.network)
+        tmp = empty_folder(self.scratch / "tmp")  # what an earlier command left there is not this one's
+        # caches go to $TMPDIR: the home folder is read-only (Triton's default is ~/.triton/cache)
+        places = {"TMPDIR": tmp, "AUTORESEARCH_SCRATCH": self.scratch, "TRITON_CACHE_DIR": tmp / "triton"}
+        env = {**{name: str(path) for name, path in places.items()}, **(env or {}), **self.env}
         if deadline is None:
             deadline = self.allowances or self.budget
         result = self.runner.run(
@@ -204,13 +208,21 @@ class Evaluation:
         return result
 
 
+def empty_folder(path: Path) -> Path:
+    """``path`` as a new empty folder, whatever an evaluator left there (a link is removed, not followed)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir()
+    return path
+
+
 def evaluate_tree(
     target, root: Path, log_path: Path, budget: float | None = None, seed: int | None = None
 ) -> tuple[Measurement, Usage]:
     """Measure the files in ``root`` as they are, sandboxed (``check``, tests); a run measures
     commits instead, each in a clean checkout (see ``engine.py``)."""
     with tempfile.TemporaryDirectory(prefix="autoresearch-scratch-") as scratch:
-        (Path(scratch) / "tmp").mkdir()
         evaluation = Evaluation(
             root=Path(root),
             scratch=Path(scratch),

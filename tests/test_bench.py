@@ -60,3 +60,10 @@ def test_parallel_scaling_bench_prints_a_ratio_per_case():
     assert measured[-1]["case"] == "2 Ray workers"  # the test extra installs Ray
     assert all(0 < r["ratio"] <= 1.5 for r in measured)
     assert result[3]["per_hour"] > 2 * result[0]["per_hour"]  # 8 slots do measure at once
+
+
+@pytest.mark.slow
+def test_isolation_parity_honest_perf_runs_measure_the_same_isolated_and_in_place():
+    report = run("isolation_parity.py", "perf", "--runs", "4")
+    # within noise: a busy machine moves CPU timings by tens of percent, a sandbox would not halve them
+    assert abs(report["difference_in_sigma"]) < 4 or 0.7 < report["ratio"] < 1.4, report

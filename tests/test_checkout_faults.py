@@ -20,7 +20,9 @@ def test_checkouts_deleted_by_hand_mid_run_lose_nothing(tmp_path, monkeypatch, s
     (ws / ".slow").write_text("")
     proc = start_run(ws, "--max-experiments", "3", "--slots", slots, *STRICT)
     wait_for(lambda: evaluations(ws) >= 2, seconds=90)  # an experiment is being measured
-    shutil.rmtree(ws / ".autoresearch" / "checkouts")  # every draft and the measurement's checkout
+    checkouts = ws / ".autoresearch" / "checkouts"
+    while checkouts.exists():  # every draft and the measurement's checkout (the run may be writing)
+        shutil.rmtree(checkouts, ignore_errors=True)
     (ws / ".slow").unlink()
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, out
