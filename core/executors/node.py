@@ -126,7 +126,7 @@ def _chunks(output) -> Iterator[bytes]:
 def _measure(request: Request, fetch, base: Path, log: Path, runner: Runner) -> NodeResult:
     job = request.job
     root, scratch = base / "tree", base / "scratch"
-    (scratch / "tmp").mkdir(parents=True)
+    scratch.mkdir(parents=True)  # each command gets an empty $TMPDIR in it (Evaluation.run)
     shipped, size = "none", 0
     with CacheRepo(node_dir() / "repo.git").locked() as repo:
         if not repo.has(job.commit):
