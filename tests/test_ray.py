@@ -324,3 +324,13 @@ def test_early_abort_judges_on_the_node_and_the_curves_come_back(node_dir, tmp_p
     assert worse["status"] == "discard" and worse["reason"].startswith("aborted at 20% of the budget")
     assert worse["measure_seconds"] < baseline["measure_seconds"] / 3
     assert better["status"] == "keep" and better["curves"]["samples"][0][-1][0] == 1.0
+
+
+def test_a_gpu_target_on_a_cluster_without_gpus_is_one_line(node_dir, tmp_path, monkeypatch):
+    root = gpu_workspace(tmp_path / "ws", EVALUATE)
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})  # a cluster of CPU machines
+    result = invoke("run", "--agent", "mutate", "--tag", "t", "--executor", "ray", "--max-experiments", "1")
+    assert result.exit_code != 0
+    assert "needs a GPU for each measurement, but the Ray cluster has none" in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
