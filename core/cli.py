@@ -15,6 +15,7 @@ from click.core import ParameterSource
 
 from . import registry, statuses
 from .agent import AgentOptions
+from .executors import EXECUTORS
 from .history import LedgerError, export_tsv, read_only
 from .target import ConfigError
 from .workspace import WorkspaceError, check_ref_component
@@ -332,6 +333,18 @@ def check_tag(ctx, param, tag: str | None) -> str | None:
         "--ahead",
         type=click.IntRange(min=0),
         help="Proposals drafted while slots measure [the slots; one slot: 0].",
+    ),
+    click.option(
+        "--executor",
+        type=click.Choice(EXECUTORS),
+        default="local",
+        show_default=True,
+        help="Where measurements run: here, or as Ray tasks on a cluster (pip install 'autoresearch[ray]').",
+    ),
+    click.option(
+        "--ray-address",
+        metavar="auto|HOST:PORT",
+        help="The Ray cluster for --executor ray [a local Ray on this machine, or $RAY_ADDRESS].",
     ),
     click.option(
         "--stale",

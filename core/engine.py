@@ -34,8 +34,9 @@ from .cache import CacheManifest
 from .checkout import CheckoutError, Checkouts
 from .config import check_editable
 from .display import Display
+from .executors import Job, make_executor
 from .history import History, LedgerError, Pending, now
-from .measure import Evaluation, Runner, Usage
+from .measure import Runner, Usage
 from .processes import kill_group
 from .slots import CANDIDATE, CONFIRM, SlotPool, make_slots, parse_devices
 from .strategy import STRATEGIES
@@ -86,6 +87,8 @@ class RunOptions:
     ahead: int | None = None  # proposals drafted ahead (default: the slots; 0 with one slot)
     stale: str = "revalidate"  # a keep whose parent is no longer the incumbent: revalidate | discard
     strategy: str = "incumbent"
+    executor: str = "local"  # where measurements run: local | ray
+    ray_address: str | None = None  # --executor ray: the cluster (None: a local Ray, or $RAY_ADDRESS)
     brief: BriefSettings = field(default_factory=BriefSettings)
 
 
@@ -155,6 +158,16 @@ class Engine:
         if options.no_network and sandbox.bwrap_problem():
             raise ConfigError(f"--no-network needs the sandbox, but {sandbox.bwrap_problem()}")
         self.checkouts = Checkouts(workspace)
+        self.executor = make_executor(
+            options.executor,
+            options.ray_address,
+            options.devices,
+            target=target,
+            runner=self.runner,
+            checkouts=self.checkouts,
+            memory_limit_mb=options.memory_limit_mb,
+            log_limit_mb=options.log_limit_mb,
+        )
         self.slots = SlotPool(make_slots(options.slots, parse_devices(options.devices)))
         default_ahead = self.slots.size if self.slots.size > 1 else 0  # one slot: today's loop
         self.ahead = default_ahead if options.ahead is None else options.ahead
@@ -222,6 +235,7 @@ class Engine:
             if self.draft is not None:
                 self.draft.close()
             self.checkouts.remove_measurements()
+            self.executor.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             with suppress(LedgerError):  # a lost ledger takes no more writes; its line is the error
@@ -574,7 +588,7 @@ class Engine:
 
     def _place(self) -> dict:
         """Where this thread's last measurement ran: its slot and machine."""
-        return {"slot": getattr(self.current, "slot", 0), "host": self.host}
+        return {"slot": getattr(self.current, "slot", 0), "host": self.executor.host() or self.host}
 
     def _decide(self, row: dict, metric: float) -> Decision:
         """The policy's decision, after re-measuring an incumbent not measured for a while (drift)."""
@@ -673,9 +687,9 @@ class Engine:
         watch: EarlyAbort | None = None,
         priority: int = CANDIDATE,
     ) -> tuple[Measurement, Usage]:
-        """Measure ``commit`` once, in a clean sandboxed checkout of it made for this measurement,
-        on a free slot; the experiment's log collects every run. The usage is what the harness
-        measured."""
+        """Measure ``commit`` once on a free slot, by the run's executor (a clean sandboxed
+        checkout here, or a Ray task); the experiment's log collects every run. The usage is what
+        the harness measured."""
         if self.runner.interrupted.is_set():
             raise Interrupted
         problem = self.cache.problem()
@@ -685,23 +699,11 @@ class Engine:
         log_path = self.logs / f"{number}.log"
         usage = Usage()
         try:
-            with self.slots.take(priority) as slot, self.checkouts.measurement(commit) as checkout:
+            with self.slots.take(priority) as slot:
                 self.current.slot = slot.index
-                evaluation = Evaluation(
-                    root=checkout.root,
-                    scratch=checkout.scratch,
-                    budget=self.budget,
-                    seed=self._seed(number, seed_offset),
-                    log_path=log_path,
-                    runner=self.runner,
-                    allowances=self.target.allowances(self.budget),
-                    secrets=tuple(self.target.secret_paths()),
-                    network=self.network,
-                    usage=usage,
-                    env=slot.env,
-                    on_progress=watch,
-                )
-                measurement = self.target.evaluate(evaluation)
+                seed = self._seed(number, seed_offset)
+                job = Job(commit, log_path, self.budget, seed, self.network, slot.env, watch)
+                measurement, usage = self.executor.measure(job)
         except CheckoutError as error:  # a full disk: stop; the experiment is measured on resume
             raise StopRun(str(error)) from None
         except Exception as error:  # a bug in the target plugin is a crash, not the end of the run

@@ -71,6 +71,7 @@ class Target(ABC):
     objective: ClassVar[str] = "Improve the metric."
     in_place: ClassVar[bool] = False  # works in the user's existing repo instead of a new ./NAME
     network: ClassVar[bool] = False  # whether its evaluator needs the network (off in the sandbox)
+    gpu: bool = False  # whether a measurement needs a GPU (a Ray task asks for one)
 
     def __init__(
         self,

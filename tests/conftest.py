@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -55,6 +56,17 @@ def isolated(tmp_path_factory, monkeypatch):
     registry.get_manager.cache_clear()
     yield
     registry.get_manager.cache_clear()
+
+
+def wait_until(condition, timeout: float, what: str):
+    """Poll ``condition`` until it returns something true (returned), or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def git(root: Path, *args: str) -> str:

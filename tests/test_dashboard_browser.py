@@ -13,7 +13,7 @@ import pytest
 
 from autoresearch.history import History
 
-from conftest import command_workspace
+from conftest import command_workspace, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 HOSTILE = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2"> X 3.0 -> 2.0'
@@ -51,16 +51,6 @@ text = pathlib.Path("model.py").read_text()
 pathlib.Path("model.py").write_text(text.replace("X = " + step["from"], "X = " + step["to"]))
 pathlib.Path(".autoresearch/agent/description.txt").write_text(step["description"])
 """
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_dashboard_follows_a_running_experiment(tmp_path):

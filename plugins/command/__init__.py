@@ -10,7 +10,7 @@ from autoresearch.measure import Evaluation, measurement
 
 FIELDS = (
     "edit", "protect", "run", "metric", "direction", "noise", "budget", "startup", "evaluation", "curve",
-    "throughput", "seed", "env", "network",
+    "throughput", "seed", "env", "network", "gpu",
 )  # fmt: skip
 
 
@@ -52,10 +52,11 @@ class CommandTarget(Target):
     description = "Any git repo: edit files matching globs, run a command, read 'metric: value' after '---'."
     in_place = True
 
-    def __init__(self, command: str, network: bool = False, **kwargs):
+    def __init__(self, command: str, network: bool = False, gpu: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.command = command
         self.network = network  # the sandbox cuts the network unless autoresearch.yaml says so
+        self.gpu = gpu  # a Ray task asks for a GPU for each measurement
 
     @classmethod
     def from_config(cls, config: dict, root: Path) -> CommandTarget:
@@ -69,12 +70,14 @@ class CommandTarget(Target):
         env = config.get("env") or []
         if not isinstance(env, list):
             raise ConfigError("autoresearch.yaml: field 'env' must be a list of variable names")
-        network = config.get("network", False)
-        if not isinstance(network, bool):
-            raise ConfigError("autoresearch.yaml: field 'network' must be true or false")
+        network, gpu = config.get("network", False), config.get("gpu", False)
+        for key, value in (("network", network), ("gpu", gpu)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"autoresearch.yaml: field '{key}' must be true or false")
         return cls(
             command=command,
             network=network,
+            gpu=gpu,
             metric=Metric(
                 metric, str(config.get("direction", "lower")), str(config.get("noise", "absolute"))
             ),

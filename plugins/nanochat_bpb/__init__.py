@@ -266,6 +266,7 @@ class NanochatBpb(Target):
             curve=Metric("train_loss", "lower"),  # its progress lines: early abort compares them
             throughput="tokens_per_second",
         )
+        self.gpu = self.config["device"] in ("auto", "cuda")  # a Ray task asks for a GPU
 
     @classmethod
     def default_config(cls, options: dict) -> dict:
