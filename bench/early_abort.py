@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,13 +75,18 @@ def replay(rows: list[dict], target, after: float, numbers: range | None = None,
             rule = EarlyAbort(target.curve, incumbent, groups, after=after, **settings)
             stopped = where_stopped(rule, curves[0])
             outcomes.append({"number": row["number"], "status": row["status"], "stopped_at": stopped,
+                             "metric": row["metric"], "throughput": row["throughput"],
                              "reason": rule.reason})  # fmt: skip
         if row["status"] in ("baseline", "keep", "discard"):
             evidence.add(row)
-    return summarize(outcomes)
+    baseline = next((row["throughput"] for row in rows if row["status"] == "baseline"), None)
+    return summarize(outcomes) | {"throughput_baseline": baseline and round(baseline)}
 
 
 def summarize(outcomes: list[dict]) -> dict:
+    # the evaluator's speed shows how busy the machine was (a slower run is behind at equal time)
+    speeds = sorted(round(o["throughput"]) for o in outcomes if o["throughput"] is not None)
+    spread = [speeds[0], statistics.median(speeds), speeds[-1]] if speeds else None  # min, median, max
     discarded = [o for o in outcomes if o["status"] == "discard"]
     kept = [o for o in outcomes if o["status"] == "keep"]
     saved = sum(1 - o["stopped_at"] for o in discarded if o["stopped_at"] is not None)
@@ -92,6 +98,7 @@ def summarize(outcomes: list[dict]) -> dict:
         "discards_aborted": sum(o["stopped_at"] is not None for o in discarded),
         "compute_saved_of_discards": round(saved / len(discarded), 3) if discarded else None,
         "keeps_aborted": round(keeps_aborted / len(kept), 3) if kept else None,
+        "throughput_candidates": spread,
         "outcomes": outcomes,
     }
 
@@ -160,7 +167,9 @@ def main() -> None:
     for outcome in result.pop("outcomes"):
         stopped = outcome["stopped_at"]
         where = "runs to the end" if stopped is None else f"stopped at {stopped:.0%}"
-        print(f"[{outcome['number']:>3}] {outcome['status']:<8} {where}  {outcome['reason'] or ''}")
+        measured = f"{outcome['metric']:.4g} at {outcome['throughput'] or 0:.4g}/s"
+        reason = outcome["reason"] or ""
+        print(f"[{outcome['number']:>3}] {outcome['status']:<8} {measured}  {where}  {reason}")
     print("---")
     for key, value in result.items():
         print(f"{key + ':':<28} {value}")
