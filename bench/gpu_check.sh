@@ -6,10 +6,10 @@
 #   bash bench/gpu_check.sh --tiny --no-install   # the same, shrunk to run on a CPU in minutes
 #
 # Steps: install the project from the wheel folder (pip, --no-index: nothing is fetched), make a
-# `gpu` preset workspace on the offline corpus (this Python's standard library), prepare it, run
-# the untouched baseline for the budget (`prepare.py train`, then `prepare.py eval`: the harness's
-# own two commands), and
-# print steps, tokens/s, MFU, peak memory, val_bpb, and the start-up, evaluation and total times
+# `gpu` preset workspace on the offline corpus (this Python's standard library), prepare it, check
+# that a command in the evaluators' sandbox sees the same GPU (and torch.compile on CUDA works there),
+# run the untouched baseline for the budget (`prepare.py train`, then `prepare.py eval`: the
+# harness's own two commands), and print steps, tokens/s, MFU, peak memory, val_bpb, and the start-up, evaluation and total times
 # against their allowances. Exits 1 if the run failed or a time was over its allowance.
 #
 # The wheel folder (every dependency the machine lacks, torch excluded; about 11 MB) is made on a
@@ -60,6 +60,32 @@ cd "$ws"
 prepare_started=$(date +%s)
 "$python" prepare.py
 prepared=$(date +%s)
+echo "== sandbox: the evaluators' sandbox sees the device (and torch.compile on CUDA works in it)"
+"$python" - "$work" <<'SANDBOX'
+import subprocess, sys
+from pathlib import Path
+from autoresearch.measure import Evaluation, Runner
+from autoresearch.sandbox import bwrap_problem, gpu_devices
+if bwrap_problem():
+    sys.exit(f"FAILED: no sandbox here: {bwrap_problem()}")
+probe = """import torch
+cuda = torch.cuda.is_available()
+x = torch.ones(256, 256, device="cuda" if cuda else "cpu")
+y = torch.compile(lambda t: (t @ t).relu().sum())(x) if cuda else (x @ x).sum()
+print("probe", cuda, torch.cuda.device_count(), float(y))"""
+outside = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+root, scratch = Path(sys.argv[1]) / "sandbox-root", Path(sys.argv[1]) / "sandbox-scratch"
+root.mkdir(), scratch.mkdir()
+log = Path(sys.argv[1]) / "sandbox.log"
+evaluation = Evaluation(root=root, scratch=scratch, budget=300, seed=None, log_path=log, runner=Runner())
+inside = evaluation.run([sys.executable, "-c", probe], deadline=300)
+found = [line for line in inside.output().splitlines() if line.startswith("probe ")]
+print(f"gpu devices passed    {' '.join(gpu_devices()) or 'none'}")
+print(f"outside the sandbox   {outside.stdout.strip()}")
+print(f"inside the sandbox    {found[-1] if found else inside.reason}")
+if inside.status != "ok" or found[-1:] != [outside.stdout.strip()]:
+    sys.exit(f"FAILED: the sandbox does not see what the machine has; log: {log}")
+SANDBOX
 echo "== baseline: ${budget}s of training"
 run_started=$(date +%s)
 "$python" prepare.py train --budget "$budget" --run-dir "$work/run"

@@ -4,11 +4,12 @@ throwaway checkout each measurement runs in. They live under ``.autoresearch/che
 A measurement is a function of one commit: ``Checkouts.measurement(commit)`` extracts exactly the
 commit's tracked files (``git archive``) into a fresh folder and removes it afterwards, so nothing
 untracked, nothing from an earlier run and nothing of the user's working tree takes part. Each
-parallel slot of a later scheduler gets its own folder the same way.
+measurement of the scheduler's parallel slots gets its own folder the same way.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import shutil
@@ -17,10 +18,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import git
+
 from .workspace import Workspace
 
 CHECKOUTS = "checkouts"
 DRAFT = "draft"
+
+
+class CheckoutError(Exception):
+    """A checkout could not be made (a full disk, ...): the run stops and resumes later."""
 
 
 @dataclass(frozen=True)
@@ -51,10 +58,11 @@ class Checkouts:
         for path in self.dir.glob("measure-*"):
             shutil.rmtree(path, ignore_errors=True)
 
-    def draft(self, commit: str) -> Workspace:
+    def draft(self, commit: str, name: str = DRAFT) -> Workspace:
         """The agent's checkout, reset to ``commit`` with nothing untracked left in it but the
-        agent's own scratch files (``.autoresearch/``, never part of a change or a measurement)."""
-        path = self.dir / DRAFT
+        agent's own scratch files (``.autoresearch/``, never part of a change or a measurement).
+        With slots, every experiment in flight has a draft of its own (``draft-1``, ...)."""
+        path = self.dir / name
         if not (path / ".git").exists():
             self.dir.mkdir(parents=True, exist_ok=True)
             self.ws.add_worktree(path, commit)
@@ -62,15 +70,48 @@ class Checkouts:
         draft.reset_clean(commit)
         return draft
 
+    def reset(self, draft: Workspace, commit: str) -> None:
+        """Reset ``draft`` to ``commit``; a draft deleted by hand mid-run is made again in place."""
+        if not (draft.root / ".git").exists():
+            draft.close()
+            with _making(draft.root):
+                self.dir.mkdir(parents=True, exist_ok=True)
+                self.ws.add_worktree(draft.root, commit)
+        draft.reset_clean(commit)
+
+    def remove_draft(self, draft: Workspace) -> None:
+        """Remove a slot's draft and git's record of it (the run's own ``draft`` stays)."""
+        draft.close()
+        self.ws.remove_worktrees_under(draft.root)
+        shutil.rmtree(draft.root, ignore_errors=True)
+
     @contextmanager
     def measurement(self, commit: str) -> Iterator[Checkout]:
         """A fresh checkout of exactly ``commit``'s tracked files, removed when the block ends."""
         base = self.dir / f"measure-{os.getpid()}-{next(self._numbers)}"
         checkout = Checkout(commit, base / "tree", base / "scratch")
         try:
-            checkout.root.mkdir(parents=True)
-            (checkout.scratch / "tmp").mkdir(parents=True)
-            self.ws.extract(commit, checkout.root)
+            with _making(base):
+                checkout.root.mkdir(parents=True)
+                checkout.scratch.mkdir(parents=True)
+                self.ws.extract(commit, checkout.root)
             yield checkout
         finally:
             shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def _making(path: Path) -> Iterator[None]:
+    """Turn a full disk (or quota) while writing a checkout into one line that says what to do."""
+    try:
+        yield
+    except (OSError, git.GitCommandError) as error:
+        full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+            text in str(error) for text in ("No space left", "Disk quota exceeded")
+        )
+        if not full:
+            raise
+        raise CheckoutError(
+            f"no space left on the device to make a checkout in {path.parent}; free some space "
+            "and run again to resume"
+        ) from None

@@ -320,6 +320,26 @@ def check_tag(ctx, param, tag: str | None) -> str | None:
         show_default=True,
         help="Noise-aware: re-measure an incumbent not measured for N experiments (drift; 0: off).",
     ),
+    click.option(
+        "--slots",
+        type=click.IntRange(min=1),
+        help="Measurements at once [1; with --devices: one per device].",
+    ),
+    click.option(
+        "--devices", metavar="0,1|cuda:0,...", help="The slots' GPUs (CUDA_VISIBLE_DEVICES), in order."
+    ),
+    click.option(
+        "--ahead",
+        type=click.IntRange(min=0),
+        help="Proposals drafted while slots measure [the slots; one slot: 0].",
+    ),
+    click.option(
+        "--stale",
+        type=click.Choice(["revalidate", "discard"]),
+        default="revalidate",
+        show_default=True,
+        help="A winner whose parent was superseded meanwhile: measure it again on the incumbent, or drop it.",
+    ),
 )
 @option_group(
     "agent_options",
@@ -393,6 +413,13 @@ def run(target, workspace, tag, agent_name, settings, agent_options, data, prese
         raise SystemExit(1)
 
 
+PLACE_KEYS = ("slot", "host")  # where it was measured, shown for runs with several slots
+
+
+def _parallel(run: dict) -> bool:
+    return ((run["options"] or {}).get("slots") or 1) > 1
+
+
 def _agent_class(name: str):
     known = registry.agents()
     if name not in known:
@@ -441,6 +468,7 @@ def _log_line(row: dict) -> dict:
         "metric": "" if row["metric"] is None else f"{row['metric']:.6g}",
         "cost": "" if row["cost_usd"] is None else f"${row['cost_usd']:.4f}",
         "commit": (row["commit"] or "")[:7],
+        "slot": "" if row["slot"] is None else f"{row['slot']}@{row['host']}",
         "description": ((row["description"] or "") + (f" ({reason})" if reason else ""))[:100],
     }
 
@@ -459,15 +487,18 @@ def log(run_tag, status, limit, follow, as_json):
     """Show the experiments of a run, baseline first."""
     _, history, run = _open_run(run_tag)
     rows = history.experiments(run["tag"], status)[-limit if limit else None :]
+    keys, columns = LOG_KEYS, LOG_COLUMNS
+    if _parallel(run):  # where each was measured
+        keys, columns = LOG_KEYS + PLACE_KEYS, [*LOG_COLUMNS[:-1], "slot", LOG_COLUMNS[-1]]
     if as_json and not follow:
-        click.echo(json.dumps([{key: row[key] for key in LOG_KEYS} for row in rows], indent=2))
+        click.echo(json.dumps([{key: row[key] for key in keys} for row in rows], indent=2))
         return
     if as_json:
         for row in rows:
-            click.echo(json.dumps({key: row[key] for key in LOG_KEYS}))
+            click.echo(json.dumps({key: row[key] for key in keys}))
     else:
         click.echo(f"run {run['tag']} ({run['target']}, agent {run['agent']})")
-        click.echo(_table([_log_line(row) for row in rows], LOG_COLUMNS))
+        click.echo(_table([_log_line(row) for row in rows], columns))
     if not follow:
         click.echo(f"total cost: ${history.total_cost(run['tag']):.4f}")
         return
@@ -478,9 +509,9 @@ def log(run_tag, status, limit, follow, as_json):
             for row in history.experiments(run["tag"], status, after_id=last_id):
                 last_id = max(last_id, row["id"])
                 if as_json:
-                    click.echo(json.dumps({key: row[key] for key in LOG_KEYS}))
+                    click.echo(json.dumps({key: row[key] for key in keys}))
                 else:
-                    click.echo(_table([_log_line(row)], LOG_COLUMNS).splitlines()[1])
+                    click.echo(_table([_log_line(row)], columns).splitlines()[1])
     except KeyboardInterrupt:
         pass
 
@@ -530,6 +561,8 @@ def show(number, run_tag):
     )
     click.echo(f"description: {row['description']}")
     click.echo(f"metric: {row['metric']}  samples: {row['samples']}  commit: {row['commit']}")
+    if row["slot"] is not None and _parallel(run):
+        click.echo(f"measured on: slot {row['slot']} of {row['host']}")
     for key, value in (row["extras"] or {}).items():
         click.echo(f"  {key}: {value}")
     if row["diff"]:

@@ -1,4 +1,8 @@
-"""One experiment at a time: brief -> propose -> check -> commit -> measure -> decide -> record.
+"""One experiment: brief -> propose -> check -> commit -> measure -> decide -> record.
+
+With one slot the loop here runs them one at a time; with more, ``scheduler.py`` runs several
+``_experiment`` calls at once, each in its own thread, draft and measurement checkouts, and this
+module stays the one writer of git refs and the ledger (``writer``, a lock every write holds).
 
 Every step that changes git or the ledger is ordered so that a kill at any moment leaves both
 consistent: the ledger's ``pending`` row says which experiment was in flight, and ``resume``
@@ -15,6 +19,7 @@ import platform
 import signal
 import socket
 import statistics
+import threading
 import time
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
@@ -26,12 +31,14 @@ from .accept import POLICIES, Decision, Evidence
 from .agent import Agent, AgentError, AgentExhausted, Brief, FatalAgentError
 from .brief import BriefSettings, brief_values, editable_paths, program_text, render
 from .cache import CacheManifest
-from .checkout import Checkouts
+from .checkout import CheckoutError, Checkouts
 from .config import check_editable
 from .display import Display
 from .history import History, LedgerError, Pending, now
 from .measure import Evaluation, Runner, Usage
 from .processes import kill_group
+from .slots import CANDIDATE, CONFIRM, SlotPool, make_slots, parse_devices
+from .strategy import STRATEGIES
 from .target import ConfigError, Measurement, Target
 from .workspace import BranchMoved, RunLock, Workspace, WorkspaceError
 
@@ -74,6 +81,11 @@ class RunOptions:
     early_abort: bool = True  # stop a candidate whose progress curve falls behind (needs a curve key)
     abort_after: float = 0.2  # never before this share of the budget
     remeasure_every: int = 10  # noise-aware: measure the incumbent when not measured for this many
+    slots: int | None = None  # measurements at once (default: one per --devices entry, or 1)
+    devices: str | None = None  # "0,1" or "cuda:0,cuda:1": the slots' GPUs
+    ahead: int | None = None  # proposals drafted ahead (default: the slots; 0 with one slot)
+    stale: str = "revalidate"  # a keep whose parent is no longer the incumbent: revalidate | discard
+    strategy: str = "incumbent"
     brief: BriefSettings = field(default_factory=BriefSettings)
 
 
@@ -143,6 +155,22 @@ class Engine:
         if options.no_network and sandbox.bwrap_problem():
             raise ConfigError(f"--no-network needs the sandbox, but {sandbox.bwrap_problem()}")
         self.checkouts = Checkouts(workspace)
+        self.slots = SlotPool(make_slots(options.slots, parse_devices(options.devices)))
+        default_ahead = self.slots.size if self.slots.size > 1 else 0  # one slot: today's loop
+        self.ahead = default_ahead if options.ahead is None else options.ahead
+        if self.ahead < 0:
+            raise ConfigError("--ahead must be 0 or more")
+        self.parallel = self.slots.size > 1 or self.ahead > 0  # the scheduler runs the loop
+        options.slots, options.ahead = self.slots.size, self.ahead  # recorded with the run
+        self.runner.exclusive = not self.parallel
+        self.strategy = STRATEGIES[options.strategy]()
+        self.writer = threading.RLock()  # held by every write of git refs and the ledger
+        self.current = threading.local()  # the experiment (number, slot) this thread works on
+        self.host = socket.gethostname()
+        self.retry: list[int] = []  # numbers cut short by a kill, run again first
+        self.allocated = -1  # the highest number handed out by this run
+        self.scheduling = False  # the main thread waits on the slots (a signal may raise there)
+        self.interrupting = False
         self.cache = CacheManifest(workspace.state_dir, target)
         self.draft: Workspace | None = None  # the agent's checkout (made when the run starts)
         self.head: str | None = None  # where the run branch is, as this run left it
@@ -171,7 +199,8 @@ class Engine:
             self.history.fill_trees(self.tag, self.ws.tree)  # a ledger from before m002
             self.draft = self.checkouts.draft(self.head)
             self.cache.ensure(self.draft.root, echo=self.display.say)
-            self.evidence = Evidence.from_rows(self.history.experiments(self.tag), self.evidence.relative)
+            recorded = sorted(self.history.experiments(self.tag), key=lambda row: row["id"])  # as decided
+            self.evidence = Evidence.from_rows(recorded, self.evidence.relative)
             if (
                 self.options.accept == "noise"
                 and self.history.incumbent(self.tag)
@@ -187,7 +216,7 @@ class Engine:
             self._loop(summary)
         except Interrupted:
             summary.stopped_because = "interrupted by the user"
-        except (StopRun, LedgerError, BranchMoved) as stop:
+        except (StopRun, LedgerError, BranchMoved, CheckoutError) as stop:
             summary.stopped_because = summary.error = str(stop)
         finally:
             if self.draft is not None:
@@ -257,18 +286,22 @@ class Engine:
     def _resume(self) -> None:
         """After a kill: reap the evaluator, finish a decided experiment, and find the branch
         where the ledger's incumbent says it is (anything else was moved by someone else)."""
-        pending = self.history.pending(self.tag)
+        pendings = self.history.pendings(self.tag)
         self.head = self.ws.branch_commit(self.branch)
-        if pending is not None:
+        for pending in pendings:  # reap every evaluator first: nothing of the dead run goes on
             if pending.pgid:
                 kill_group(pending.pgid, grace=1)
+        for pending in pendings:
             if pending.phase == "decided":
                 self.display.say(f"recovering experiment {pending.number} (measured before a stop)")
-                self.head = pending.parent
+                if pending.keep:
+                    self.head = pending.parent
                 self._finish(pending.row, pending.keep)
             else:
                 self.display.say(f"experiment {pending.number} was cut short; running it again")
-                self.history.clear_pending(self.tag)
+                self.history.clear_pending(self.tag, pending.number)
+                if self.history.incumbent(self.tag):  # an experiment (a baseline runs again anyway)
+                    self.retry.append(pending.number)
         incumbent = self.history.incumbent(self.tag)
         if incumbent:
             self.head = incumbent["commit"]
@@ -294,6 +327,10 @@ class Engine:
         return None
 
     def _loop(self, summary: Summary) -> None:
+        if self.parallel:
+            from .scheduler import Scheduler
+
+            return Scheduler(self).loop(summary)
         started = time.monotonic()
         agent_errors = 0
         while True:
@@ -304,7 +341,7 @@ class Engine:
                 summary.stopped_because = limit
                 return
             try:
-                row = self._experiment(self.history.next_number(self.tag))
+                row = self._experiment(self.next_number())
             except AgentExhausted as done:
                 summary.stopped_because = f"agent {self.agent.name} has nothing left to propose ({done})"
                 return
@@ -326,6 +363,14 @@ class Engine:
         if self.runner.interrupted.wait(wait):
             raise Interrupted
 
+    def next_number(self) -> int:
+        """The driver hands out experiment numbers: first those a kill cut short, then new ones."""
+        with self.writer:
+            if self.retry:
+                return self.retry.pop(0)
+            self.allocated = max(self.history.next_number(self.tag), self.allocated + 1)
+            return self.allocated
+
     def _limit_reached(self, done: int, started: float) -> str | None:
         opts = self.options
         if opts.max_experiments is not None and done >= opts.max_experiments:
@@ -344,6 +389,7 @@ class Engine:
     def _baseline(self) -> None:
         head = self.head
         number = self.history.next_number(self.tag)  # 0, or after the rows of failed baselines
+        self.current.number = number
         row = self._row(number, head, head, "baseline", "untouched baseline", time.monotonic())
         row["tree"] = self.ws.tree(head)
         self.history.set_pending(self.tag, Pending(number, "measure", head))
@@ -363,7 +409,7 @@ class Engine:
                 break
             samples.append(measurement.metric)
             curves.append(watch.curve if watch else [])
-        row = self._with_measurement(row, measurement, usage)
+        row = self._with_measurement(row, measurement, usage) | self._place()
         row |= {"samples": samples, "curves": {"samples": curves}}
         if len(samples) < runs:
             self._discard(row, raise_after=measurement.status == "interrupted")
@@ -378,19 +424,23 @@ class Engine:
 
     # ---- one experiment
 
-    def _experiment(self, number: int) -> dict:
-        self._check_branch()
-        parent = self.head
-        self.draft.reset_clean(parent)
+    def _experiment(self, number: int, draft: Workspace | None = None) -> dict:
+        """The story of one experiment, top to bottom; ``draft`` is its own checkout with slots."""
+        draft = draft or self.draft
+        self.current.number = number
+        with self.writer:
+            self._check_branch()
+            parent = self.strategy.parent(self.head)
+            self.history.set_pending(self.tag, Pending(number, "propose", parent))
+        self.checkouts.reset(draft, parent)
         started = time.monotonic()
         seed = self.options.seed + number
-        self.history.set_pending(self.tag, Pending(number, "propose", parent))
         self._show(f"experiment {number}: {self.agent.name} is proposing")
         row = self._row(number, parent, None, "invalid", None, started)
         try:
             self.phase = "propose"
             fault("propose")
-            proposal = self.agent.propose(self.brief(seed))
+            proposal = self.agent.propose(self.brief(seed, draft.root, draft.tracked_files()))
             row |= {
                 "description": proposal.description,
                 "input_tokens": proposal.input_tokens,
@@ -404,7 +454,7 @@ class Engine:
             stopped = {"status": "interrupted", "reason": "stopped during the proposal"}
             return self._discard(row | stopped, raise_after=True)
         except AgentExhausted:  # nothing was tried: no row (the draft is reset before the next one)
-            self.history.clear_pending(self.tag)
+            self.history.clear_pending(self.tag, number)
             raise
         except FatalAgentError as error:
             self._discard(row | {"status": "agent_error", "reason": str(error)[:500]})
@@ -415,8 +465,14 @@ class Engine:
         finally:
             self.phase = "check"
         row["propose_seconds"] = time.monotonic() - started
+        if self.runner.interrupted.is_set():  # Ctrl-C while a slot's agent was proposing
+            stopped = {"status": "interrupted", "reason": "stopped during the proposal"}
+            return self._discard(row | stopped, raise_after=True)
         fault("edited")
-        change = checks.read_change(self.draft)
+        if not (draft.root / ".git").exists():
+            stopped = {"status": "invalid", "reason": "its draft checkout was deleted during the proposal"}
+            return self._discard(row | stopped)
+        change = checks.read_change(draft)
         row |= {
             "diff": change.diff,
             "diff_sha": change.sha,
@@ -424,52 +480,101 @@ class Engine:
             "lines_removed": change.removed,
         }
         earlier = self.history.measured_tree(self.tag, change.tree)  # the same code, measured before
-        reason = checks.problem(self.draft, self.target, change, earlier)
+        reason = checks.problem(draft, self.target, change, earlier)
         if reason:
             if proposal.note and not change.paths:
                 reason = f"{reason} ({proposal.note})"
             return self._discard(row | {"status": "invalid", "reason": reason})
         row["_note"] = proposal.note
-        commit = self.draft.commit_files(
+        commit = draft.commit_files(
             f"experiment {number}: {proposal.description or 'no description'}", change.paths
         )
-        self.ws.keep_ref(f"refs/autoresearch/{self.tag}/attempts/{number}", commit)
-        row |= {"commit": commit, "tree": change.tree}
-        self.history.set_pending(self.tag, Pending(number, "measure", parent, commit))
+        with self.writer:
+            self.ws.keep_ref(f"refs/autoresearch/{self.tag}/attempts/{number}", commit)
+            row |= {"commit": commit, "tree": change.tree}
+            self.history.set_pending(self.tag, Pending(number, "measure", parent, commit))
         fault("committed")
-        return self._measure_and_decide(row)
+        return self._measure_and_decide(row, draft)
 
-    def _measure_and_decide(self, row: dict) -> dict:
+    def _measure_and_decide(self, row: dict, draft: Workspace) -> dict:
         number = row["number"]
-        problem = self._protected_problem(row["commit"])
-        if problem:
-            return self._discard(row | {"status": "invalid", "reason": problem})
-        self._show(f"experiment {number}: measuring", clock=True)
-        watch = self._watcher(abort=True)
-        measurement, usage = self._measure(number, row["commit"], watch=watch)
-        fault("measured")
-        row = self._with_measurement(row, measurement, usage)
-        if watch and watch.reason:  # early abort: a discard, never a sample of the metric
-            aborted = {"status": "discard", "reason": watch.reason, "curves": {"aborted": [watch.curve]}}
-            return self._discard(row | aborted)
-        row["curves"] = {"samples": [watch.curve if watch else []], "incumbent_samples": []}
-        if not measurement.ok:
-            raise_after = measurement.status == "interrupted"
-            return self._discard(row, raise_after=raise_after)
-        decision = self._decide(row, measurement.metric)
-        row |= {
-            "status": "keep" if decision.keep else "discard",
-            "reason": decision.reason,
-            "samples": decision.candidate,
-            "metric": statistics.fmean(decision.candidate),
-            "incumbent_samples": decision.incumbent,
-            "gain": decision.gain,
-            "extra_runs": decision.extra_runs,
-        }
+        while True:
+            problem = self._protected_problem(row["commit"])
+            if problem:
+                return self._discard(row | {"status": "invalid", "reason": problem})
+            self._show(f"experiment {number}: measuring", clock=True)
+            watch = self._watcher(abort=self._is_head(row["parent_commit"]))
+            measurement, usage = self._measure(number, row["commit"], watch=watch)
+            row |= self._place()
+            fault("measured")
+            row = self._with_measurement(row, measurement, usage)
+            if watch and watch.reason:  # early abort: a discard, never a sample of the metric
+                aborted = {"status": "discard", "reason": watch.reason, "curves": {"aborted": [watch.curve]}}
+                return self._discard(row | aborted)
+            row["curves"] = {"samples": [watch.curve if watch else []], "incumbent_samples": []}
+            if not measurement.ok:
+                raise_after = measurement.status == "interrupted"
+                return self._discard(row, raise_after=raise_after)
+            decision = self._decide(row, measurement.metric)
+            row |= {
+                "status": "keep" if decision.keep else "discard",
+                "reason": (row.pop("_revalidated", "") + decision.reason),
+                "samples": decision.candidate,
+                "metric": statistics.fmean(decision.candidate),
+                "incumbent_samples": decision.incumbent,
+                "gain": decision.gain,
+                "extra_runs": decision.extra_runs,
+            }
+            with self.writer:
+                if not decision.keep or self.head == row["parent_commit"]:
+                    return self._decided(row, decision.keep)
+                row, final = self._stale(row, draft)
+                if final:
+                    return self._discard(row)
+
+    def _decided(self, row: dict, keep: bool) -> dict:
+        """Save the decision (a kill from here on is finished by the resumed run), then apply it."""
         row["total_seconds"] = time.monotonic() - row.pop("_started")
-        pending = Pending(number, "decided", row["parent_commit"], row["commit"], row=row, keep=decision.keep)
+        pending = Pending(row["number"], "decided", row["parent_commit"], row["commit"], row=row, keep=keep)
         self.history.set_pending(self.tag, pending)
-        return self._finish(row, decision.keep)
+        return self._finish(row, keep)
+
+    def _stale(self, row: dict, draft: Workspace) -> tuple[dict, bool]:
+        """A keep whose parent is no longer the incumbent (another experiment was kept meanwhile).
+
+        ``--stale discard`` drops it; ``revalidate`` cherry-picks it onto the incumbent, to be
+        measured and decided again there (a conflict is ``invalid``): a kept change always was
+        measured on the commit it is kept on top of. Returns the row, and whether it is final."""
+        kept = self._kept_since(row["parent_commit"], row["diff"] or "")
+        if self.options.stale == "discard":
+            reason = f"stale: experiment {kept} was kept meanwhile (it beat its parent: {row['reason']})"
+            return row | {"status": "discard", "reason": reason}, True
+        self.checkouts.reset(draft, self.head)
+        commit = draft.cherry_pick(row["commit"])
+        if commit is None:
+            reason = f"conflicts with experiment {kept}, kept meanwhile (it beat its parent: {row['reason']})"
+            return row | {"status": "invalid", "reason": reason}, True
+        self.ws.keep_ref(f"refs/autoresearch/{self.tag}/attempts/{row['number']}", commit)
+        self.history.set_pending(self.tag, Pending(row["number"], "measure", self.head, commit))
+        self.display.say(f"[{row['number']:>3}] beat its parent; measuring it again on experiment {kept}")
+        return {k: v for k, v in row.items() if k != "status"} | {
+            "parent_commit": self.head,
+            "commit": commit,
+            "tree": self.ws.tree(commit),
+            "_revalidated": f"measured again on top of experiment {kept}: ",
+        }, False
+
+    def _kept_since(self, parent: str, diff: str) -> int:
+        """The experiment kept after ``parent`` whose change touches the same files (else the last)."""
+        paths = _changed_paths(diff)
+        kept = [r for r in self.history.experiments(self.tag, "keep") if r["commit"] != parent]
+        kept = [r for r in kept if self.ws.repo.is_ancestor(parent, r["commit"])] or kept
+        touching = [r for r in kept if paths & _changed_paths(r["diff"] or "")]
+        return (touching or kept)[-1]["number"]
+
+    def _place(self) -> dict:
+        """Where this thread's last measurement ran: its slot and machine."""
+        return {"slot": getattr(self.current, "slot", 0), "host": self.host}
 
     def _decide(self, row: dict, metric: float) -> Decision:
         """The policy's decision, after re-measuring an incumbent not measured for a while (drift)."""
@@ -479,7 +584,7 @@ class Engine:
         def remeasure(commit: str, side: str) -> float | None:
             extra["runs"] += 1
             watch = self._watcher(abort=False)
-            m, _ = self._measure(row["number"], commit, seed_offset=1000 * extra["runs"], watch=watch)
+            m, _ = self._measure(row["number"], commit, 1000 * extra["runs"], watch, priority=CONFIRM)
             if m.ok:
                 curves[side].append(watch.curve if watch else [])
             return m.metric if m.ok else None
@@ -490,10 +595,11 @@ class Engine:
         def remeasure_incumbent() -> float | None:
             return remeasure(row["parent_commit"], "incumbent_samples")
 
-        incumbent = self.evidence.recent_incumbent()
+        incumbent = self._parent_samples(row["parent_commit"])
         fresh = []
         every = self.options.remeasure_every
-        if self.options.accept == "noise" and self.evidence.stale(row["number"], every):
+        drifting = self.options.accept == "noise" and self.evidence.stale(row["number"], every)
+        if drifting and self._is_head(row["parent_commit"]):
             self._show(f"experiment {row['number']}: re-measuring the incumbent", clock=True)
             value = remeasure_incumbent()
             if value is not None:
@@ -545,22 +651,42 @@ class Engine:
             enabled=abort and self.options.early_abort,
         )
 
+    def _is_head(self, commit: str) -> bool:
+        with self.writer:
+            return commit == self.head
+
+    def _parent_samples(self, parent: str) -> list[float]:
+        """A candidate is judged against its parent: the incumbent's recent samples, or (with
+        slots) those of the incumbent it was drafted against, if another experiment was kept
+        meanwhile (see ``_stale``)."""
+        with self.writer:
+            if parent == self.head:
+                return self.evidence.recent_incumbent()
+        kept = [r for r in self.history.experiments(self.tag) if r["commit"] == parent]
+        return [s for r in kept if r["status"] in statuses.INCUMBENT for s in r["samples"] or []]
+
     def _measure(
-        self, number: int, commit: str, seed_offset: int = 0, watch: EarlyAbort | None = None
+        self,
+        number: int,
+        commit: str,
+        seed_offset: int = 0,
+        watch: EarlyAbort | None = None,
+        priority: int = CANDIDATE,
     ) -> tuple[Measurement, Usage]:
-        """Measure ``commit`` once, in a clean sandboxed checkout of it made for this measurement;
-        the experiment's log collects every run. The usage is what the harness measured."""
+        """Measure ``commit`` once, in a clean sandboxed checkout of it made for this measurement,
+        on a free slot; the experiment's log collects every run. The usage is what the harness
+        measured."""
         if self.runner.interrupted.is_set():
             raise Interrupted
         problem = self.cache.problem()
         if problem:
             raise StopRun(problem)
-        self.runner.on_progress = watch
         self.phase = "measure"
         log_path = self.logs / f"{number}.log"
         usage = Usage()
         try:
-            with self.checkouts.measurement(commit) as checkout:
+            with self.slots.take(priority) as slot, self.checkouts.measurement(commit) as checkout:
+                self.current.slot = slot.index
                 evaluation = Evaluation(
                     root=checkout.root,
                     scratch=checkout.scratch,
@@ -572,13 +698,16 @@ class Engine:
                     secrets=tuple(self.target.secret_paths()),
                     network=self.network,
                     usage=usage,
+                    env=slot.env,
+                    on_progress=watch,
                 )
                 measurement = self.target.evaluate(evaluation)
+        except CheckoutError as error:  # a full disk: stop; the experiment is measured on resume
+            raise StopRun(str(error)) from None
         except Exception as error:  # a bug in the target plugin is a crash, not the end of the run
             measurement = Measurement("crash", reason=f"evaluator error: {type(error).__name__}: {error}")
         finally:
             self.phase = "check"
-            self.runner.on_progress = None
         measurement.log_path = str(log_path.relative_to(self.ws.root))  # a moved workspace keeps it
         measurement.seconds = usage.seconds
         return measurement, usage
@@ -619,16 +748,22 @@ class Engine:
         A keep moves the run branch from the parent to the commit, compare-and-swap: a branch
         someone else moved stops the run (the decision stays pending, so nothing is lost)."""
         fault("resetting")
-        if keep and self.ws.branch_commit(self.branch) != row["commit"]:
-            try:
-                self.ws.move_branch(self.branch, row["commit"], row["parent_commit"])
-            except BranchMoved as moved:
-                raise StopRun(str(moved)) from None
-        if keep:
-            self.head = row["commit"]
-        return self._record(row)
+        with self.writer:
+            if keep and self.ws.branch_commit(self.branch) != row["commit"]:
+                try:
+                    self.ws.move_branch(self.branch, row["commit"], row["parent_commit"])
+                except BranchMoved as moved:
+                    raise StopRun(str(moved)) from None
+            if keep:
+                self.head = row["commit"]
+            return self._record(row)
 
     def _record(self, row: dict) -> dict:
+        with self.writer:
+            recorded = self.history.experiment(self.tag, row["number"])
+            return recorded if recorded else self._write(row)
+
+    def _write(self, row: dict) -> dict:
         row = dict(row)
         note = row.pop("_note", None)
         if note:  # e.g. the agent's changes outside the editable files were reverted
@@ -704,6 +839,10 @@ class Engine:
         if row["status"] not in statuses.DECIDED:
             return
         before = self.evidence.noise
+        if row["status"] not in statuses.INCUMBENT and row["parent_commit"] != self.head:
+            # (slots) re-measurements of an earlier incumbent are not evidence about this one
+            curves = {k: v for k, v in (row.get("curves") or {}).items() if k != "incumbent_samples"}
+            row = row | {"incumbent_samples": [], "curves": curves}
         self.evidence.add(row)
         if self.evidence.noise != before:
             self.history.update_run(self.tag, noise=self.evidence.noise)
@@ -751,21 +890,30 @@ class Engine:
 
     def _evaluator_started(self, pid: int | None) -> None:
         """Remember the evaluator's process group so a resumed run can reap it after a kill."""
-        pending = self.history.pending(self.tag)
-        if pending:
-            pending.pgid = pid
-            self.history.set_pending(self.tag, pending)
+        with self.writer:
+            pending = self.history.pending(self.tag, getattr(self.current, "number", None))
+            if pending:
+                pending.pgid = pid
+                self.history.set_pending(self.tag, pending)
         if pid:
             fault("measuring")
 
     def _on_signal(self, signum, frame) -> None:
-        self.runner.interrupt()
-        if self.phase == "propose":
+        self.runner.interrupt()  # every slot's evaluator stops, and is recorded ``interrupted``
+        if self.parallel:  # raised only into the scheduler's wait, once
+            if self.scheduling and not self.interrupting:
+                self.interrupting = True
+                raise Interrupted
+        elif self.phase == "propose":
             raise Interrupted
 
 
 def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _changed_paths(diff: str) -> set[str]:
+    return {line[6:] for line in diff.splitlines() if line.startswith("+++ b/")}
 
 
 def default_tag() -> str:

@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import statistics
+import threading
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -139,6 +140,15 @@ def m_views_agents_and_invocations(db: sqlite_utils.Database) -> None:
     db["invocations"].create_index(["run", "started_at"])
 
 
+@migrations()
+def m004_slots_pending_per_experiment(db: sqlite_utils.Database) -> None:
+    """Parallel slots: where each experiment was measured, and one pending row per experiment in
+    flight (several at once), keyed by its number."""
+    db["experiments"].add_column("slot", int)  # the slot of its first measurement (0 with one slot)
+    db["experiments"].add_column("host", str)  # the machine that measured it
+    db["pending"].transform(pk=("run", "number"))
+
+
 @dataclass
 class Pace:
     per_hour: float | None  # experiments per hour of busy time
@@ -151,7 +161,7 @@ class LedgerError(Exception):
 
 @dataclass
 class Pending:
-    """The experiment in flight, so that a killed harness can resume it (one per run at most)."""
+    """An experiment in flight, so that a killed harness can resume it (one row per experiment)."""
 
     number: int
     phase: str  # propose, measure or decided
@@ -199,12 +209,9 @@ class History:
     def __init__(self, path: Path):
         self.path = Path(path)
         _check_writable(self.path)
+        self._local = threading.local()  # one connection per thread (slots run in threads)
         _check_file(self.path)
         try:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self.db = sqlite_utils.Database(conn)
             self._check_foreign()
             self._check_newer()
             self._migrate()
@@ -212,12 +219,27 @@ class History:
             raise LedgerError(f"{self.path} is damaged ({error}); move it aside and run again") from None
         self.identity = os.stat(self.path)  # the file every write must still go to
 
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection: SQLite itself serialises the writes of the run's threads."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite_utils.Database(self._connect())
+        return db
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
     @classmethod
     def reader(cls, path: Path) -> History:
         """The ledger opened read-only, for views (``History(path)`` migrates it first)."""
         history = cls.__new__(cls)
         history.path = Path(path)
-        history.db = sqlite_utils.Database(read_only(history.path))
+        history._local = threading.local()
+        history._connect = lambda: read_only(history.path)
         return history
 
     def data_version(self) -> int:
@@ -270,6 +292,7 @@ class History:
 
     def close(self) -> None:
         self.db.conn.close()
+        self._local.db = None
 
     # ---- runs
 
@@ -353,8 +376,11 @@ class History:
         return [_decode(row) for row in rows][::-1]
 
     def incumbent(self, tag: str) -> dict | None:
-        rows = self.recent(tag, 1, INCUMBENT)
-        return rows[0] if rows else None
+        """The last experiment kept, in the order they were recorded (with slots, numbers are
+        handed out when proposing, so a later number can be kept first)."""
+        where = f"run = ? and status in ({', '.join('?' * len(INCUMBENT))})"
+        rows = list(self.db["experiments"].rows_where(where, [tag, *INCUMBENT], order_by="id desc", limit=1))
+        return _decode(rows[0]) if rows else None
 
     def next_number(self, tag: str) -> int:
         row = self.db.execute("select max(number) from experiments where run = ?", [tag]).fetchone()
@@ -410,7 +436,7 @@ class History:
         return row[0] or 0.0
 
     def record(self, row: dict) -> dict:
-        """Write one finished experiment and clear the run's pending state, in one transaction."""
+        """Write one finished experiment and clear its pending state, in one transaction."""
         self._check_intact()
         row = dict(row, finished_at=now())
         for key in JSON_COLUMNS:
@@ -424,39 +450,46 @@ class History:
                 f"insert into experiments ({columns}) values ({', '.join('?' * len(row))})",
                 list(row.values()),
             )
-            conn.execute("delete from pending where run = ?", [row["run"]])
+            conn.execute("delete from pending where run = ? and number = ?", [row["run"], row["number"]])
             conn.execute("commit")
         except BaseException:
             conn.execute("rollback")
             raise
         return self.experiment(row["run"], row["number"])
 
-    # ---- the experiment in flight
+    # ---- the experiments in flight (one row each)
 
     def set_pending(self, tag: str, pending: Pending) -> None:
         self._check_intact()
         state = asdict(pending)
         number, phase = state.pop("number"), state.pop("phase")
-        self.db["pending"].upsert(
-            {"run": tag, "number": number, "phase": phase, "state": json.dumps(state), "updated_at": now()},
-            pk="run",
+        self.db.execute(
+            "insert or replace into pending (run, number, phase, state, updated_at) values (?, ?, ?, ?, ?)",
+            [tag, number, phase, json.dumps(state), now()],
         )
 
-    def pending(self, tag: str) -> Pending | None:
-        rows = list(self.db["pending"].rows_where("run = ?", [tag]))
-        if not rows:
-            return None
-        row = _decode(rows[0])
-        return Pending(row["number"], row["phase"], **row["state"])
+    def pendings(self, tag: str) -> list[Pending]:
+        """Every experiment in flight, by number."""
+        rows = self.db["pending"].rows_where("run = ?", [tag], order_by="number")
+        return [Pending(row["number"], row["phase"], **row["state"]) for row in map(_decode, rows)]
+
+    def pending(self, tag: str, number: int | None = None) -> Pending | None:
+        """The experiment ``number`` in flight (default: the first one), if any."""
+        rows = [p for p in self.pendings(tag) if number is None or p.number == number]
+        return rows[0] if rows else None
 
     def pending_row(self, tag: str) -> dict | None:
-        """The pending row as stored (with ``updated_at``), for views."""
-        rows = list(self.db["pending"].rows_where("run = ?", [tag]))
+        """The first pending row as stored (with ``updated_at``), for views."""
+        rows = list(self.db["pending"].rows_where("run = ?", [tag], order_by="number", limit=1))
         return _decode(rows[0]) if rows else None
 
-    def clear_pending(self, tag: str) -> None:
+    def clear_pending(self, tag: str, number: int | None = None) -> None:
+        """Forget experiment ``number`` in flight (default: every one of the run)."""
         self._check_intact()
-        self.db.execute("delete from pending where run = ?", [tag])
+        if number is None:
+            self.db.execute("delete from pending where run = ?", [tag])
+        else:
+            self.db.execute("delete from pending where run = ? and number = ?", [tag, number])
 
 
 def read_only(path: Path) -> sqlite3.Connection:

@@ -6,6 +6,7 @@ import math
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -19,6 +20,8 @@ from .processes import TreeUsage, die_with_parent, kill_group, tree_rss_bytes
 from .protocol import Allowances, PhaseClock
 from .sandbox import Sandbox, available
 from .target import Measurement
+
+Progress = Callable[[dict[str, float]], "str | None"]  # a progress line's values -> a reason to stop
 
 SECRET_ENV = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 SUMMARY_LINE = re.compile(r"^([A-Za-z_][\w.\-]*):\s+(\S.*?)\s*$")
@@ -158,10 +161,13 @@ class Usage:
 class Evaluation:
     """One measurement of one commit, as a target's ``evaluate`` gets it.
 
-    ``root`` is a fresh checkout of exactly the commit's tracked files and ``scratch`` a folder
-    shared by the evaluation's commands; both are writable, both are removed afterwards, and
-    nothing else is writable to the commands. ``run`` runs a command there under the runner,
-    inside the sandbox, with the target's per-phase allowances as its default deadline.
+    ``root`` is a fresh checkout of exactly the commit's tracked files, read-only to the
+    commands: code the agent wrote (a training phase) cannot change or add to what a later
+    command runs (the evaluation phase). ``scratch`` is a folder shared by the evaluation's
+    commands and the only place they can write (build outputs, checkpoints, caches); each command
+    gets an empty ``$TMPDIR`` in it. Both are removed afterwards. ``run`` runs a command in the
+    checkout under the runner, inside the sandbox, with the target's per-phase allowances as its
+    default deadline.
     """
 
     root: Path
@@ -174,6 +180,8 @@ class Evaluation:
     secrets: tuple[Path, ...] = ()  # hidden from every command not run with secrets=True
     network: bool = False
     usage: Usage = field(default_factory=Usage)
+    env: dict[str, str] = field(default_factory=dict)  # the slot's: its device, its share of the cores
+    on_progress: Progress | None = None  # sees every progress line; may stop the command (early abort)
 
     def run(
         self,
@@ -185,17 +193,28 @@ class Evaluation:
         secrets: bool = False,
     ) -> RunResult:
         """Run ``command`` (a shell string or an argv list) in the checkout; output goes to the log."""
-        sandbox = Sandbox(
-            writable=(self.root, self.scratch),
-            hidden=() if secrets else self.secrets,
-            network=self.network,
-        )
-        env = {"TMPDIR": str(self.scratch / "tmp"), **(env or {})}
+        hidden = () if secrets else self.secrets
+        sandbox = Sandbox(writable=(self.scratch,), hidden=hidden, network=self.network)
+        tmp = empty_folder(self.scratch / "tmp")  # what an earlier command left there is not this one's
+        # caches go to $TMPDIR: the home folder is read-only (Triton's default is ~/.triton/cache)
+        places = {"TMPDIR": tmp, "AUTORESEARCH_SCRATCH": self.scratch, "TRITON_CACHE_DIR": tmp / "triton"}
+        env = {**{name: str(path) for name, path in places.items()}, **(env or {}), **self.env}
         if deadline is None:
             deadline = self.allowances or self.budget
-        result = self.runner.run(command, cwd or self.root, self.log_path, deadline, env, sandbox)
+        result = self.runner.run(
+            command, cwd or self.root, self.log_path, deadline, env, sandbox, self.on_progress
+        )
         self.usage.add(result)
         return result
+
+
+def empty_folder(path: Path) -> Path:
+    """``path`` as a new empty folder, whatever an evaluator left there (a link is removed, not followed)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir()
+    return path
 
 
 def evaluate_tree(
@@ -204,7 +223,6 @@ def evaluate_tree(
     """Measure the files in ``root`` as they are, sandboxed (``check``, tests); a run measures
     commits instead, each in a clean checkout (see ``engine.py``)."""
     with tempfile.TemporaryDirectory(prefix="autoresearch-scratch-") as scratch:
-        (Path(scratch) / "tmp").mkdir()
         evaluation = Evaluation(
             root=Path(root),
             scratch=Path(scratch),
@@ -240,9 +258,8 @@ class Runner:
         self.env_passthrough = list(env_passthrough or [])
         self.on_start = on_start
         self.interrupted = threading.Event()
-        self.clock: PhaseClock | None = None  # the phase of the command in flight (live display)
-        # Called with each progress line's values; a returned string stops the command (early abort).
-        self.on_progress: Callable[[dict[str, float]], str | None] | None = None
+        self.clocks: dict[int, PhaseClock] = {}  # the phase of each command in flight, by thread
+        self.exclusive = True  # one command at a time (no slots): the harness's rusage is its CPU
 
     def interrupt(self) -> None:
         self.interrupted.set()
@@ -263,13 +280,15 @@ class Runner:
         deadline: float | Allowances,
         env: dict[str, str] | None = None,
         sandbox: Sandbox | None = None,
+        on_progress: Progress | None = None,
     ) -> RunResult:
         """Run ``command`` (a shell string or argv) with output appended to ``log_path``.
 
         ``deadline``: seconds (one fixed deadline), or per-phase ``Allowances`` that follow the
         command's ``phase:`` lines (see ``protocol``). Wall time, CPU time of the whole process
         tree and its peak memory are measured here, by the harness, whatever the command reports;
-        ``sandbox`` confines it (see ``sandbox.py``).
+        ``sandbox`` confines it (see ``sandbox.py``). ``on_progress`` gets each progress line's
+        values; a string it returns stops the command (early abort).
         """
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
         sandboxed = sandbox is not None and available()
@@ -292,17 +311,19 @@ class Runner:
             )
         if self.on_start:
             self.on_start(proc.pid)
-        self.clock = PhaseClock(deadline, started)
+        clock = self.clocks[threading.get_ident()] = PhaseClock(deadline, started)
         try:
             with TreeUsage(proc.pid) as usage, open(log_path, "rb") as output:
                 output.seek(offset)
-                status, reason = self._watch(proc, self.clock, output)
+                status, reason = self._watch(proc, clock, output, on_progress)
         finally:
-            self.clock = None
+            del self.clocks[threading.get_ident()]
             if self.on_start:
                 self.on_start(None)
         seconds = time.monotonic() - started
-        cpu = max(usage.cpu_seconds, _children_cpu() - cpu_before)  # rusage: exact where no sandbox
+        cpu = usage.cpu_seconds
+        if self.exclusive:  # rusage: exact where no sandbox, but it sums every slot's commands
+            cpu = max(cpu, _children_cpu() - cpu_before)
         result = RunResult(status, proc.returncode, seconds, log_path, reason, (offset, 0), cpu, usage.peak)
         result.span = (offset, log_path.stat().st_size)
         if status == "ok" and proc.returncode != 0:
@@ -311,14 +332,21 @@ class Runner:
             result.reason = LOG_FULL  # Python ignores SIGXFSZ: the write fails and it exits 1
         return result
 
-    def _watch(self, proc: subprocess.Popen, clock: PhaseClock, output) -> tuple[str, str | None]:
+    @property
+    def clock(self) -> PhaseClock | None:
+        """The phase of a command in flight (the live display shows one)."""
+        return next(iter(list(self.clocks.values())), None)
+
+    def _watch(
+        self, proc: subprocess.Popen, clock: PhaseClock, output, on_progress: Progress | None
+    ) -> tuple[str, str | None]:
         checked_memory = 0.0
         while proc.poll() is None:
             now = time.monotonic()
             if self.interrupted.is_set():
                 return self._stop(proc, "interrupted", "stopped by the user")
             for progress in clock.feed(output.read().decode("utf-8", errors="replace"), now):
-                stop = self.on_progress(progress) if self.on_progress else None
+                stop = on_progress(progress) if on_progress else None
                 if stop:
                     return self._stop(proc, "aborted", stop)
             if now > clock.deadline:
@@ -332,8 +360,8 @@ class Runner:
             time.sleep(POLL_SECONDS)
         kill_group(proc.pid, grace=0)  # children it left behind
         for progress in clock.feed(output.read().decode("utf-8", errors="replace") + "\n", time.monotonic()):
-            if self.on_progress:
-                self.on_progress(progress)  # the curve's last points; too late to stop anything
+            if on_progress:
+                on_progress(progress)  # the curve's last points; too late to stop anything
         return "ok", None
 
     def _stop(self, proc: subprocess.Popen, status: str, reason: str) -> tuple[str, str]:

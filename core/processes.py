@@ -39,13 +39,42 @@ def group_alive(pgid: int) -> bool:
     return bool(group_members(pgid))
 
 
+class _ProcessTable:
+    """Who is whose parent, read from the process table at most every ``fresh`` seconds: the
+    samplers of several slots measuring at once share one scan (each scan reads every process)."""
+
+    def __init__(self, fresh: float = 0.1):
+        self.fresh = fresh
+        self.lock = threading.Lock()
+        self.read_at = -fresh
+        self.children: dict[int, list[int]] = {}
+
+    def descendants(self, pid: int) -> list[int]:
+        with self.lock:
+            if time.monotonic() - self.read_at >= self.fresh:
+                children: dict[int, list[int]] = {}
+                for proc in psutil.process_iter(["ppid"]):
+                    children.setdefault(proc.info["ppid"], []).append(proc.pid)
+                self.children, self.read_at = children, time.monotonic()
+            found, todo = [], list(self.children.get(pid, []))
+            while todo:
+                found.append(todo.pop())
+                todo += self.children.get(found[-1], [])
+            return found
+
+
+_table = _ProcessTable()
+
+
 def tree(pid: int) -> list[psutil.Process]:
     """A process and all its descendants (daemons that ``setsid`` stay descendants in a sandbox)."""
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return []
+    procs = []
+    for member in (pid, *_table.descendants(pid)):
+        try:
+            procs.append(psutil.Process(member))
+        except psutil.Error:
+            continue
+    return procs if procs and procs[0].pid == pid else []
 
 
 def tree_rss_bytes(pid: int) -> int:

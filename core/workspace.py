@@ -8,6 +8,7 @@ import io
 import os
 import tarfile
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -82,13 +83,8 @@ class Workspace:
 
     def __init__(self, root: Path):
         self.root = Path(root).resolve()
-        try:
-            self.repo = git.Repo(self.root)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-            raise WorkspaceError(
-                f"{self.root} is not a git repository; run 'git init' there or use "
-                "'autoresearch init TARGET DIR'"
-            ) from None
+        self._local = threading.local()
+        self._environment: dict[str, str] = {}
         if self.repo.bare:
             raise WorkspaceError(
                 f"{self.root} is a bare git repository (no working tree); clone it (git clone "
@@ -96,6 +92,23 @@ class Workspace:
             )
         self.state_dir = self.root / STATE_DIR
         self._set_identity()
+
+    @property
+    def repo(self) -> git.Repo:
+        """This thread's GitPython repository: its ``git cat-file`` pipes must not be shared by the
+        threads of parallel slots (two readers at once hang)."""
+        repo = getattr(self._local, "repo", None)
+        if repo is None:
+            try:
+                repo = git.Repo(self.root)
+            except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+                raise WorkspaceError(
+                    f"{self.root} is not a git repository; run 'git init' there or use "
+                    "'autoresearch init TARGET DIR'"
+                ) from None
+            repo.git.update_environment(**self._environment)
+            self._local.repo = repo
+        return repo
 
     @classmethod
     def create(cls, root: Path) -> Workspace:
@@ -111,11 +124,15 @@ class Workspace:
         """Commit as the user where git knows them, else as ``autoresearch``."""
         reader = self.repo.config_reader()
         if not (reader.has_option("user", "name") and reader.has_option("user", "email")):
-            self.repo.git.update_environment(**FALLBACK_IDENTITY)
+            self._environment = dict(FALLBACK_IDENTITY)
+            self.repo.git.update_environment(**self._environment)
 
     def close(self) -> None:
-        """End GitPython's helper processes (``git cat-file``) for this checkout."""
-        self.repo.close()
+        """End GitPython's helper processes (``git cat-file``) for this checkout (this thread's)."""
+        repo = getattr(self._local, "repo", None)
+        if repo is not None:
+            repo.close()
+            self._local.repo = None
 
     def ensure_state_dir(self) -> Path:
         """``.autoresearch/`` with a ``.gitignore`` of ``*``, so none of it is ever committed."""
@@ -224,6 +241,19 @@ class Workspace:
         self.clear_stale_lock(force=True)
         self.repo.git.checkout("--detach", "--force", commit)
         self.repo.git.clean("-ffdxq", "--exclude", f"/{STATE_DIR}/")
+
+    def cherry_pick(self, commit: str) -> str | None:
+        """``commit``'s change as a new commit on top of HEAD (a draft's); None on a conflict."""
+        try:
+            self.repo.git.cherry_pick("--allow-empty", "--keep-redundant-commits", commit)
+        except git.GitCommandError:
+            head = self.head()
+            try:
+                self.repo.git.cherry_pick("--abort")
+            except git.GitCommandError:  # nothing in progress: it failed before starting
+                self.reset_clean(head)
+            return None
+        return self.head()
 
     def add_worktree(self, path: Path, commit: str) -> None:
         """A second checkout of this repository at ``path``, detached at ``commit``."""

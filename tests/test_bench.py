@@ -53,3 +53,16 @@ def test_ratchet_efficiency_default_policy_meets_its_goals_at_equal_compute(mix)
     assert noise["vs_one_shot"] >= 0.7 and noise["false_keep_rate"] <= 0.05, noise
     assert aborting["vs_one_shot"] >= 0.9 and aborting["false_keep_rate"] <= 0.05, aborting
     assert result["one_shot"]["false_keep_rate"] > 0.05
+def test_parallel_scaling_bench_prints_a_ratio_per_case():
+    result = run("parallel_scaling.py", "--budget", "0.5", "--rounds", "1")
+    measured = [r for r in result if "ratio" in r and r["ratio"] == r["ratio"]]  # NaN: not built
+    assert [r["case"] for r in measured][:4] == ["1 slots", "2 slots", "4 slots", "8 slots"]
+    assert all(0 < r["ratio"] <= 1.5 for r in measured)
+    assert result[3]["per_hour"] > 2 * result[0]["per_hour"]  # 8 slots do measure at once
+
+
+@pytest.mark.slow
+def test_isolation_parity_honest_perf_runs_measure_the_same_isolated_and_in_place():
+    report = run("isolation_parity.py", "perf", "--runs", "4")
+    # within noise: a busy machine moves CPU timings by tens of percent, a sandbox would not halve them
+    assert abs(report["difference_in_sigma"]) < 4 or 0.7 < report["ratio"] < 1.4, report

@@ -18,6 +18,7 @@ def test_gpu_check_runs_end_to_end_shrunk_to_the_cpu(tmp_path):
         capture_output=True, text=True, timeout=900, env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "inside the sandbox    probe False 0 " in result.stdout  # the evaluators' sandbox ran it
     report = dict(line.split(None, 1) for line in result.stdout.split("== gpu_check\n", 1)[1].splitlines())
     assert int(report["steps"]) > 11 and float(report["val_bpb"]) > 0
     assert report["mfu_percent"].startswith("n/a")  # no known peak on a CPU

@@ -26,7 +26,7 @@ from autoresearch.history import History
 from autoresearch.plugins.command import CommandTarget
 from autoresearch.sandbox import bwrap_problem
 
-from conftest import MODEL, git, invoke, plugin_registered, waiting_workspace
+from conftest import MODEL, git, invoke, make_repo, plugin_registered, waiting_workspace
 
 pytestmark = pytest.mark.skipif(bwrap_problem() is not None, reason="needs bubblewrap")
 
@@ -285,26 +285,159 @@ def test_5_the_cache_is_read_only_and_a_changed_cache_stops_the_run(ws, tmp_path
     assert resumed.exit_code == 0, resumed.output
 
 
-def test_11_a_clock_replaced_by_the_code_under_test_is_invalid(tmp_path, monkeypatch):
+CLOCKS = ("process_time", "perf_counter", "monotonic", "time")
+
+
+def scaled_clocks(factor: float) -> str:
+    """Every clock of ``time`` (and its _ns twin) replaced by one that runs ``factor`` as fast."""
+    lines = ["import time as _time"]
+    for name in CLOCKS:
+        lines += [
+            f"_real_{name}, _real_{name}_ns = _time.{name}, _time.{name}_ns",
+            f"_time.{name} = lambda: _real_{name}() * {factor}",
+            f"_time.{name}_ns = lambda: int(_real_{name}_ns() * {factor})",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+PRECOMPUTED = """
+_multiply, _answers = multiply, {}
+import random as _random
+_rng = _random.Random(0)  # the old benchmark's one fixed input, multiplied ahead
+_p, _q = [_rng.randint(-1000, 1000) for _ in range(300)], [_rng.randint(-1000, 1000) for _ in range(300)]
+_answers[(tuple(_p), tuple(_q))] = _multiply(_p, _q)
+
+
+def multiply(p, q):  # work done before the timed section, and remembered between runs
+    key = (tuple(p), tuple(q))
+    if key not in _answers:
+        _answers[key] = _multiply(p, q)
+    return list(_answers[key])
+"""
+
+IN_A_THREAD = """
+import threading as _threading
+_multiply = multiply
+
+
+def multiply(p, q):  # the work in another thread (recursive calls: in that thread)
+    if _threading.current_thread() is not _threading.main_thread():
+        return _multiply(p, q)
+    out = []
+    thread = _threading.Thread(target=lambda: out.append(_multiply(p, q)))
+    thread.start()
+    thread.join()
+    return out[0]
+"""
+
+IN_A_CHILD = """
+import json as _json, subprocess as _subprocess, sys as _sys
+_helper, _slower = None, multiply
+
+
+def multiply(p, q):  # the work in a helper process started once, outside the timed runs
+    global _helper
+    if _helper is None:
+        code = ("import json, sys\\nsys.path.insert(0, '.')\\nimport multiply as m\\nm.multiply = m._exact\\n"
+                "for line in sys.stdin:\\n    print(json.dumps(m._slower(*json.loads(line))), flush=True)")
+        _helper = _subprocess.Popen([_sys.executable, "-c", code], stdin=_subprocess.PIPE,
+                                    stdout=_subprocess.PIPE, text=True)
+    _helper.stdin.write(_json.dumps([p, q]) + "\\n")
+    _helper.stdin.flush()
+    return _json.loads(_helper.stdout.readline())
+"""
+
+
+SLOWER = """
+_exact = multiply
+
+
+def multiply(p, q):  # slower on the benchmark's size (not in the recursion): the honest part
+    if len(p) >= 300:
+        _exact(p[:150], q[:150])
+    return _exact(p, q)
+"""
+
+
+def test_11_no_change_to_the_code_under_test_makes_it_look_faster(tmp_path, monkeypatch):
+    """The benchmark times multiply() from outside its process: replaced clocks (slowed by
+    little or much), work done ahead or remembered, or moved to a thread or a child process,
+    are all measured at their true cost."""
     workspace = tmp_path / "perf"
     assert invoke("init", "perf_example", str(workspace)).exit_code == 0
     monkeypatch.chdir(workspace)
-    honest = (workspace / "multiply.py").read_text()
-    slow_clock = honest + textwrap.dedent(
-        """
-        import time as _time
-        _real_clock = _time.process_time
-        _time.process_time = lambda: _real_clock() / 2  # every run looks twice as fast
-        """
-    )
+    honest = (workspace / "multiply.py").read_text() + SLOWER  # only a working cheat could be kept
+    cheats = {
+        "clocks x0.9": honest + scaled_clocks(0.9),
+        "clocks x0.8": honest + scaled_clocks(0.8),
+        "clocks x0.5": honest + scaled_clocks(0.5),
+        "precomputed": honest + PRECOMPUTED,
+        "in a thread": honest + IN_A_THREAD,
+        "in a child": honest + IN_A_CHILD,
+    }
     result = invoke(
-        "run", *agent_args(tmp_path, [slow_clock], "multiply.py"), "--tag", "t", "--accept", "strict"
+        "run", *agent_args(tmp_path, list(cheats.values()), "multiply.py"), "--tag", "t", "--accept", "strict"
     )
     assert result.exit_code == 0, result.output
-    baseline, cheat = History(workspace / ".autoresearch" / "history.db").experiments("t")
-    assert cheat["status"] == "invalid", (cheat["status"], cheat["metric"], cheat["reason"])
-    assert "its clock does not tell the truth" in cheat["reason"]
-    assert cheat["measure_cpu_seconds"] > 1.5  # what the harness measured: about two seconds
+    baseline, *rows = History(workspace / ".autoresearch" / "history.db").experiments("t")
+    measured = {n: (row["status"], row["metric"], row["reason"]) for n, row in zip(cheats, rows, strict=True)}
+    for name, (status, metric, _) in measured.items():
+        assert status == "discard", (baseline["metric"], measured)  # measured, and at its true cost
+        assert metric > baseline["metric"], (name, baseline["metric"], measured)
+
+
+# ---- 13: a training step that rewrites what the scoring step runs (the checkout is read-only)
+
+TRAIN = MODEL + """
+
+if __name__ == "__main__":  # "training": the scoring step reads what it leaves in $TMPDIR
+    import os
+    with open(os.path.join(os.environ["TMPDIR"], "answer.txt"), "w") as f:
+        f.write(f"{score()}")
+"""
+SCORE = """\
+import os, statistics
+answer = float(open(os.path.join(os.environ["TMPDIR"], "answer.txt")).read())
+print("---")
+print(f"loss: {statistics.fmean([answer]):.6f}")
+"""
+
+
+@pytest.fixture
+def pipeline(tmp_path, monkeypatch):
+    """A command workspace whose run trains (model.py, editable) then scores (score.py, protected)
+    in a second process that never imports the agent's code."""
+    root = make_repo(tmp_path / "ws", {"model.py": TRAIN, "score.py": SCORE})
+    python = shlex.quote(sys.executable)
+    init = invoke(
+        "init", "command", "--edit", "model.py", "--protect", "score.py", "--metric", "loss",
+        "--run", f"{python} model.py && {python} score.py", "--budget", "60", str(root),
+    )  # fmt: skip
+    assert init.exit_code == 0, init.output
+    monkeypatch.chdir(root)
+    return root
+
+
+WRITES = {  # what the training step writes into the checkout, to change what the scoring step runs
+    "rewrite": ("score.py", "print('---')\nprint('loss: 0.0')\n"),
+    "shadow": ("statistics.py", "def fmean(xs):\n    return 0.0\n"),  # a module score.py imports
+}
+
+
+@pytest.mark.parametrize("kind", WRITES)
+def test_13_training_cannot_change_what_the_scoring_step_runs(pipeline, tmp_path, kind):
+    path, text = WRITES[kind]
+    write = f"""
+if __name__ == "__main__":  # while training
+    try:
+        with open({path!r}, "w") as f:
+            f.write({text!r})
+    except OSError as error:
+        print(f"attack: {{error.strerror}}")
+"""
+    rows = attack(tmp_path, [TRAIN.replace("X = 3.0", "X = 3.5") + write])
+    assert rows[1]["metric"] == pytest.approx(3.54)  # scored by the real score.py, untouched
+    assert "attack: Read-only file system" in (pipeline / rows[1]["log_path"]).read_text()
 
 
 # ---- the user's checkout during a run

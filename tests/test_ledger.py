@@ -52,6 +52,7 @@ def test_migrations_build_the_schema_in_memory():
         "m003_measured_usage",
         "m003_decisions_curves_throughput_drift",
         "m_views_agents_and_invocations",
+        "m004_slots_pending_per_experiment",
     ]
     assert {"metric", "direction"} <= set(db["runs"].columns_dict) and "tree" in columns
     assert {"measure_cpu_seconds", "measure_peak_mb"} <= set(db["experiments"].columns_dict)
@@ -197,6 +198,7 @@ def test_a_ledger_written_by_the_current_release_is_migrated(tmp_path):
         "m003_measured_usage",
         "m003_decisions_curves_throughput_drift",
         "m_views_agents_and_invocations",
+        "m004_slots_pending_per_experiment",
     ]
     assert history.invocations("nov30") == [] and history.experiments("nov30")[1]["agent"] is None
     run = history.run("nov30")

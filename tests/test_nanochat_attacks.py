@@ -175,3 +175,22 @@ def test_9b_an_adaptive_cache_of_evaluated_tokens(ws, tmp_path):
     # its state already changes the logits between the causality check's own batches
     assert row["status"] == "invalid"
     assert "fresh process" in row["reason"] or "not causal" in row["reason"]
+
+
+REWRITE_EVALUATOR = '''
+import pathlib as _pathlib
+_harness = _pathlib.Path(__file__).with_name("prepare.py")  # what the evaluation phase runs next
+try:
+    _source = _harness.read_text()
+    _harness.write_text(_source.replace(
+        "    result = evaluate(run_dir, rows, token_bytes)\\n",
+        "    result = {'val_bpb': 0.019, 'eval_tokens': 1}\\n", 1))
+except OSError as _error:
+    print(f"attack: {_error.strerror}", flush=True)
+'''
+
+
+def test_13_training_rewriting_the_evaluator_it_runs_next(ws, tmp_path):
+    row = run_attack(ws, tmp_path, [after(TOP, REWRITE_EVALUATOR)], "rewrite prepare.py")
+    assert row["status"] == "discard" and row["metric"] > HONEST_FLOOR  # the real evaluator measured it
+    assert "attack: Read-only file system" in (ws / row["log_path"]).read_text()

@@ -121,9 +121,7 @@ def test_progress_reaches_the_callback_which_may_stop_the_command(tmp_path):
         seen.append(progress)
         return f"stopped at {progress['frac']:.0%}" if progress["frac"] >= 0.2 else None
 
-    runner = Runner()
-    runner.on_progress = watch
-    result = runner.run([sys.executable, "-c", script], tmp_path, tmp_path / "log", 60)
+    result = Runner().run([sys.executable, "-c", script], tmp_path, tmp_path / "log", 60, on_progress=watch)
     assert (result.status, result.reason) == ("aborted", "stopped at 20%")
     assert [p["frac"] for p in seen] == [i / 100 for i in range(1, 21)]
     assert result.seconds < 8  # the remaining 8 s of the command did not run
@@ -131,9 +129,9 @@ def test_progress_reaches_the_callback_which_may_stop_the_command(tmp_path):
 
 def test_progress_printed_just_before_exit_is_not_lost(tmp_path):
     seen = []
-    runner = Runner()
-    runner.on_progress = seen.append
     script = "print('progress: frac=0.5 loss=2'); print('progress: frac=1 loss=1', end='')"
-    result = runner.run([sys.executable, "-c", script], tmp_path, tmp_path / "log", 30)
+    result = Runner().run(
+        [sys.executable, "-c", script], tmp_path, tmp_path / "log", 30, on_progress=seen.append
+    )
     assert result.status == "ok"
     assert seen == [{"frac": 0.5, "loss": 2.0}, {"frac": 1.0, "loss": 1.0}]
