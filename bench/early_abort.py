@@ -11,14 +11,17 @@ first curve to the early-abort rule as if it arrived live. It reports:
 
 Goals: ≥ 30% of the compute of discarded candidates saved, ≤ 2% of keeps aborted.
 
-With ``--run-nanochat DATA``, it first makes that run: a fresh ``nanochat_bpb`` workspace on the
-CPU preset with the corpus folder DATA, ``mutate`` proposing ``--experiments`` candidates under a
-``--budget`` of a few seconds, all run to the end (one measurement each, ``--accept strict``;
-three baseline runs). Or analyse an existing run with
-``--workspace DIR --tag TAG`` (any target with a curve key).
+With ``--run-nanochat CORPUS``, it first makes that run: a fresh ``nanochat_bpb`` workspace on the
+CPU preset with the corpus CORPUS (``stdlib``, the offline corpus, or a folder of texts),
+``mutate`` proposing ``--experiments`` candidates under a ``--budget`` of a few seconds, all run
+to the end (one measurement each, ``--accept strict``; three baseline runs). Or analyse an
+existing run with ``--workspace DIR --tag TAG`` (any target with a curve key), under the rule's
+defaults or other settings (``--z``, ``--catch-up``), on all its candidates or on a hold-out part
+(``--numbers``), so a change of the rule is judged on candidates it was not tuned on.
 
-    python bench/early_abort.py --run-nanochat CORPUS [--experiments 24] [--budget 20] [--json]
-    python bench/early_abort.py --workspace DIR --tag TAG [--after 0.2] [--json]
+    python bench/early_abort.py --run-nanochat stdlib|DIR [--experiments 24] [--budget 20] [--keep WS]
+    python bench/early_abort.py --workspace DIR --tag TAG [--after 0.2] [--z Z] [--catch-up C]
+                                [--numbers A-B] [--json]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,23 +59,34 @@ def where_stopped(rule: EarlyAbort, curve: list) -> float | None:
     return None
 
 
-def replay(rows: list[dict], target, after: float) -> dict:
-    """Every candidate's would-be abort point, with the evidence of the rows before it."""
+def replay(rows: list[dict], target, after: float, numbers: range | None = None, **settings: float) -> dict:
+    """Every candidate's would-be abort point, with the evidence of the rows before it.
+
+    ``numbers``: judge only these experiments (a hold-out part of the run); ``settings``: the rule's
+    (``z``, ``catch_up``) when not its defaults.
+    """
     evidence = Evidence(relative=target.metric.noise == "relative")
     outcomes = []
     for row in rows:
         curves = (row["curves"] or {}).get("samples") or []
-        if row["status"] in ("keep", "discard") and curves and curves[0]:
-            rule = EarlyAbort(target.curve, evidence.incumbent_curves, evidence.curve_groups, after=after)
+        judged = numbers is None or row["number"] in numbers
+        if row["status"] in ("keep", "discard") and curves and curves[0] and judged:
+            incumbent, groups = evidence.incumbent_curves, evidence.curve_groups
+            rule = EarlyAbort(target.curve, incumbent, groups, after=after, **settings)
             stopped = where_stopped(rule, curves[0])
             outcomes.append({"number": row["number"], "status": row["status"], "stopped_at": stopped,
+                             "metric": row["metric"], "throughput": row["throughput"],
                              "reason": rule.reason})  # fmt: skip
         if row["status"] in ("baseline", "keep", "discard"):
             evidence.add(row)
-    return summarize(outcomes)
+    baseline = next((row["throughput"] for row in rows if row["status"] == "baseline"), None)
+    return summarize(outcomes) | {"throughput_baseline": baseline and round(baseline)}
 
 
 def summarize(outcomes: list[dict]) -> dict:
+    # the evaluator's speed shows how busy the machine was (a slower run is behind at equal time)
+    speeds = sorted(round(o["throughput"]) for o in outcomes if o["throughput"] is not None)
+    spread = [speeds[0], statistics.median(speeds), speeds[-1]] if speeds else None  # min, median, max
     discarded = [o for o in outcomes if o["status"] == "discard"]
     kept = [o for o in outcomes if o["status"] == "keep"]
     saved = sum(1 - o["stopped_at"] for o in discarded if o["stopped_at"] is not None)
@@ -83,6 +98,7 @@ def summarize(outcomes: list[dict]) -> dict:
         "discards_aborted": sum(o["stopped_at"] is not None for o in discarded),
         "compute_saved_of_discards": round(saved / len(discarded), 3) if discarded else None,
         "keeps_aborted": round(keeps_aborted / len(kept), 3) if kept else None,
+        "throughput_candidates": spread,
         "outcomes": outcomes,
     }
 
@@ -91,12 +107,11 @@ def summarize(outcomes: list[dict]) -> dict:
 # Making a nanochat run with every candidate run to the end
 
 
-def run_nanochat(data: Path, experiments: int, budget: float, root: Path) -> Path:
-    workspace = root / "ws"
+def run_nanochat(corpus: str, experiments: int, budget: float, workspace: Path) -> None:
     autoresearch = [sys.executable, "-m", "autoresearch.cli"]
+    source = ["-o", f"corpus={corpus}"] if corpus in ("stdlib", "climbmix") else ["--data", corpus]
     # a small evaluation keeps it short (the curves, not val_bpb's precision, are measured here)
-    init = ["init", "nanochat_bpb", str(workspace), "--preset", "cpu", "--data", str(data),
-            "-o", "EVAL_TOKENS=8192"]  # fmt: skip
+    init = ["init", "nanochat_bpb", str(workspace), "--preset", "cpu", *source, "-o", "EVAL_TOKENS=8192"]
     subprocess.run([*autoresearch, *init], check=True)
     # generous allowances: a busy machine must not turn the bench into timeouts
     config = workspace / "autoresearch.yaml"
@@ -109,7 +124,6 @@ def run_nanochat(data: Path, experiments: int, budget: float, root: Path) -> Pat
     run = ["run", "--agent", "mutate", "--tag", "bench", "--budget", str(budget), "--no-early-abort",
            "--max-experiments", str(experiments), "--accept", "strict", "--baseline-runs", "3"]  # fmt: skip
     subprocess.run([*autoresearch, *run], cwd=workspace, check=True)
-    return workspace
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,32 +132,44 @@ def run_nanochat(data: Path, experiments: int, budget: float, root: Path) -> Pat
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-nanochat", type=Path, metavar="CORPUS", help="make a nanochat CPU run first")
+    parser.add_argument("--run-nanochat", metavar="CORPUS", help="make a nanochat CPU run first (stdlib|DIR)")
+    parser.add_argument("--keep", type=Path, metavar="WS", help="make that run's workspace here, and keep it")
     parser.add_argument("--workspace", type=Path, help="analyse this workspace's run instead")
     parser.add_argument("--tag", default="bench", help="the run to analyse")
     parser.add_argument("--experiments", type=int, default=EXPERIMENTS)
     parser.add_argument("--budget", type=float, default=BUDGET)
     parser.add_argument("--after", type=float, default=AFTER, help="never abort before this fraction")
+    parser.add_argument("--z", type=float, help="the rule's noise margin in σ (default: the engine's)")
+    parser.add_argument("--catch-up", type=float, help="the rule's catch-up share (default: the engine's)")
+    parser.add_argument("--numbers", metavar="A-B", help="judge only experiments A to B (a hold-out part)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="early-abort-") as scratch:
         workspace = args.workspace
         if args.run_nanochat:
-            workspace = run_nanochat(args.run_nanochat, args.experiments, args.budget, Path(scratch))
+            workspace = args.keep or Path(scratch) / "ws"
+            run_nanochat(args.run_nanochat, args.experiments, args.budget, workspace)
         if workspace is None:
             parser.error("give --run-nanochat CORPUS or --workspace DIR")
         target = load_target(workspace)
         if target.curve is None:
             parser.error(f"target {target.name} names no curve key: nothing to abort on")
         history = History(workspace / ".autoresearch" / "history.db")
-        result = replay(history.experiments(args.tag), target, args.after)
+        settings = {k: v for k, v in (("z", args.z), ("catch_up", args.catch_up)) if v is not None}
+        numbers = None
+        if args.numbers:
+            first, _, last = args.numbers.partition("-")
+            numbers = range(int(first), int(last or first) + 1)
+        result = replay(history.experiments(args.tag), target, args.after, numbers, **settings)
     if args.json:
         print(json.dumps(result))
         return
     for outcome in result.pop("outcomes"):
         stopped = outcome["stopped_at"]
         where = "runs to the end" if stopped is None else f"stopped at {stopped:.0%}"
-        print(f"[{outcome['number']:>3}] {outcome['status']:<8} {where}  {outcome['reason'] or ''}")
+        measured = f"{outcome['metric']:.4g} at {outcome['throughput'] or 0:.4g}/s"
+        reason = outcome["reason"] or ""
+        print(f"[{outcome['number']:>3}] {outcome['status']:<8} {measured}  {where}  {reason}")
     print("---")
     for key, value in result.items():
         print(f"{key + ':':<28} {value}")

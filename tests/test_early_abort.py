@@ -63,11 +63,19 @@ def test_no_early_abort_runs_every_candidate_to_the_end(curved):
     assert worse["reason"].startswith("not better")
     # bench/early_abort.py replays the run: where would the rule have stopped each candidate?
     bench = Path(__file__).parents[1] / "bench" / "early_abort.py"
-    command = [sys.executable, str(bench), "--workspace", str(curved), "--tag", "t", "--json"]
-    result = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+    def replay(*options):
+        command = [sys.executable, str(bench), "--workspace", str(curved), "--tag", "t", "--json", *options]
+        return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+    result = replay()
     assert (result["discarded"], result["kept"], result["discards_aborted"]) == (1, 1, 1)
     assert result["compute_saved_of_discards"] == 0.8 and result["keeps_aborted"] == 0.0
     assert result["outcomes"][0]["reason"].startswith("aborted at 20% of the budget")
+    # other settings of the rule, and a hold-out part of the run
+    assert replay("--z", "1e6")["discards_aborted"] == 0  # 1e6 σ: about 20000
+    held_out = replay("--numbers", "2-2")
+    assert (held_out["candidates"], held_out["kept"]) == (1, 1)
 
 
 LOSS = Metric("train_loss", "lower")
