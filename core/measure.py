@@ -183,6 +183,33 @@ class Evaluation:
     env: dict[str, str] = field(default_factory=dict)  # the slot's: its device, its share of the cores
     on_progress: Progress | None = None  # sees every progress line; may stop the command (early abort)
 
+    @classmethod
+    def of(
+        cls,
+        target,
+        root: Path,
+        scratch: Path,
+        budget: float,
+        seed: int | None,
+        log_path: Path,
+        runner: Runner,
+        network: bool,
+        **extra,
+    ) -> Evaluation:
+        """The evaluation of ``target`` on ``root``, with the allowances and secrets it declares."""
+        return cls(
+            root=root,
+            scratch=scratch,
+            budget=budget,
+            seed=seed,
+            log_path=log_path,
+            runner=runner,
+            allowances=target.allowances(budget),
+            secrets=tuple(target.secret_paths()),
+            network=network,
+            **extra,
+        )
+
     def run(
         self,
         command: str | list[str],
@@ -222,18 +249,11 @@ def evaluate_tree(
 ) -> tuple[Measurement, Usage]:
     """Measure the files in ``root`` as they are, sandboxed (``check``, tests); a run measures
     commits instead, each in a clean checkout (see ``engine.py``)."""
-    with tempfile.TemporaryDirectory(prefix="autoresearch-scratch-") as scratch:
-        evaluation = Evaluation(
-            root=Path(root),
-            scratch=Path(scratch),
-            budget=target.budget if budget is None else budget,
-            seed=seed,
-            log_path=log_path,
-            runner=Runner(env_passthrough=target.env_passthrough),
-            allowances=target.allowances(target.budget if budget is None else budget),
-            secrets=tuple(target.secret_paths()),
-            network=target.network,
-        )
+    budget = target.budget if budget is None else budget
+    runner = Runner(env_passthrough=target.env_passthrough)
+    with tempfile.TemporaryDirectory(prefix="autoresearch-scratch-") as scratch_dir:
+        root, scratch = Path(root), Path(scratch_dir)
+        evaluation = Evaluation.of(target, root, scratch, budget, seed, log_path, runner, target.network)
         measurement = target.evaluate(evaluation)
     measurement.log_path = str(log_path)
     return measurement, evaluation.usage

@@ -61,18 +61,15 @@ def evaluate(target: Target, root: Path, scratch: Path, job: Job, log_path: Path
     """Run ``target``'s evaluator on the checkout at ``root``: the one way every executor measures.
 
     A bug in the target plugin is a ``crash`` measurement, not the end of the run."""
-    usage = Usage()
-    evaluation = Evaluation(
-        root=root,
-        scratch=scratch,
-        budget=job.budget,
-        seed=job.seed,
-        log_path=log_path,
-        runner=runner,
-        allowances=target.allowances(job.budget),
-        secrets=tuple(target.secret_paths()),
-        network=job.network,
-        usage=usage,
+    evaluation = Evaluation.of(
+        target,
+        root,
+        scratch,
+        job.budget,
+        job.seed,
+        log_path,
+        runner,
+        job.network,
         env=job.env,
         on_progress=job.watch,
     )
@@ -80,7 +77,7 @@ def evaluate(target: Target, root: Path, scratch: Path, job: Job, log_path: Path
         measurement = target.evaluate(evaluation)
     except Exception as error:
         measurement = Measurement("crash", reason=f"evaluator error: {type(error).__name__}: {error}")
-    return measurement, usage
+    return measurement, evaluation.usage
 
 
 def make_executor(name: str, address: str | None, devices: str | None, **local) -> Executor:
