@@ -65,8 +65,10 @@ class EarlyAbort:
         z: float = 3.0,
         catch_up: float = 0.5,
         enabled: bool = True,
+        work: str | None = None,
     ):
         self.key = key
+        self.work = work
         self.incumbent = [c for c in incumbent if c]
         self.groups = groups
         self.after = after
@@ -81,7 +83,8 @@ class EarlyAbort:
         if value is None or not math.isfinite(value):
             return None
         frac = progress["frac"]
-        self.curve.append([frac, value])
+        done = progress.get(self.work) if self.work else None
+        self.curve.append([frac, value] if done is None else [frac, value, done])
         if not self.enabled or frac < self.after or self.reason:
             return None
         self.reason = self.verdict(frac, value)

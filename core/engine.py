@@ -663,6 +663,7 @@ class Engine:
             self.evidence.curve_groups,
             after=self.options.abort_after,
             enabled=abort and self.options.early_abort,
+            work=self.target.curve_work,
         )
 
     def _is_head(self, commit: str) -> bool:

@@ -84,6 +84,7 @@ class Target(ABC):
         takes_seed: bool = False,
         env_passthrough: list[str] | None = None,
         curve: Metric | None = None,
+        curve_work: str | None = None,
         throughput: str | None = None,
     ):
         self.metric = metric
@@ -95,6 +96,7 @@ class Target(ABC):
         self.takes_seed = takes_seed  # the harness passes AUTORESEARCH_SEED to the evaluator
         self.env_passthrough = list(env_passthrough or [])  # secrets the evaluator may see
         self.curve = curve  # the ``progress:`` key compared for early abort, and its direction
+        self.curve_work = curve_work  # the ``progress:`` key counting work done so far (e.g. tokens)
         self.throughput = throughput  # the summary key of the evaluator's speed (e.g. tokens/s)
 
     def allowances(self, budget: float) -> Allowances:

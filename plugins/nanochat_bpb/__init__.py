@@ -264,6 +264,7 @@ class NanochatBpb(Target):
             eval_seconds=self.config["eval_seconds"],
             takes_seed=True,
             curve=Metric("train_loss", "lower"),  # its progress lines: early abort compares them
+            curve_work="tokens",  # ...also at equal tokens, which a busy machine does not skew
             throughput="tokens_per_second",
         )
         self.gpu = self.config["device"] in ("auto", "cuda")  # a Ray task asks for a GPU

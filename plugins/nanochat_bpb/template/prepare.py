@@ -548,9 +548,10 @@ def training_started() -> None:
     print("phase: training", flush=True)
 
 
-def report_progress(frac: float, train_loss: float) -> None:
-    """A progress line for the harness: the fraction of the budget done and the smoothed loss."""
-    print(f"progress: frac={frac:.3f} train_loss={train_loss:.4f}", flush=True)
+def report_progress(frac: float, train_loss: float, tokens: int) -> None:
+    """A progress line for the harness: the fraction of the budget done, the smoothed loss, and
+    the tokens trained on so far."""
+    print(f"progress: frac={frac:.3f} train_loss={train_loss:.4f} tokens={tokens}", flush=True)
 
 
 def checkpoint_path() -> Path:

@@ -516,7 +516,7 @@ def main():
                   f"remaining: {remaining:.0f}s", flush=True)
 
         if progress >= next_progress:
-            report_progress(progress, debiased)
+            report_progress(progress, debiased, (step + 1) * TOTAL_BATCH_SIZE)
             next_progress += 0.05
         if step == 0:  # Python's GC pauses would otherwise show up as slow steps
             gc.collect()
