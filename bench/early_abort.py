@@ -53,17 +53,20 @@ AFTER = 0.2  # the rule's earliest fraction (the engine's default)
 
 def where_stopped(rule: EarlyAbort, curve: list) -> float | None:
     """The fraction at which ``rule`` stops ``curve``, or None when it runs to the end."""
-    for frac, value in curve:
-        if rule({"frac": frac, rule.key.name: value}):
+    for frac, value, *work in curve:
+        if rule({"frac": frac, rule.key.name: value} | ({rule.work: work[0]} if rule.work and work else {})):
             return frac
     return None
 
 
-def replay(rows: list[dict], target, after: float, numbers: range | None = None, **settings: float) -> dict:
+def replay(
+    rows: list[dict], target, after: float, numbers: range | None = None, work: str | None = None, **settings
+) -> dict:
     """Every candidate's would-be abort point, with the evidence of the rows before it.
 
-    ``numbers``: judge only these experiments (a hold-out part of the run); ``settings``: the rule's
-    (``z``, ``catch_up``) when not its defaults.
+    ``numbers``: judge only these experiments (a hold-out part of the run); ``work``: the progress
+    key of the work done, to judge at equal work too (None: at equal time only); ``settings``: the
+    rule's (``z``, ``catch_up``) when not its defaults.
     """
     evidence = Evidence(relative=target.metric.noise == "relative")
     outcomes = []
@@ -72,7 +75,7 @@ def replay(rows: list[dict], target, after: float, numbers: range | None = None,
         judged = numbers is None or row["number"] in numbers
         if row["status"] in ("keep", "discard") and curves and curves[0] and judged:
             incumbent, groups = evidence.incumbent_curves, evidence.curve_groups
-            rule = EarlyAbort(target.curve, incumbent, groups, after=after, **settings)
+            rule = EarlyAbort(target.curve, incumbent, groups, after=after, work=work, **settings)
             stopped = where_stopped(rule, curves[0])
             outcomes.append({"number": row["number"], "status": row["status"], "stopped_at": stopped,
                              "metric": row["metric"], "throughput": row["throughput"],
@@ -160,19 +163,25 @@ def main() -> None:
         if args.numbers:
             first, _, last = args.numbers.partition("-")
             numbers = range(int(first), int(last or first) + 1)
-        result = replay(history.experiments(args.tag), target, args.after, numbers, **settings)
+        rows = history.experiments(args.tag)
+        result = replay(rows, target, args.after, numbers, target.curve_work, **settings)
+        if target.curve_work:  # side by side: the rule at equal time only, as without a work count
+            result["at_equal_time_only"] = replay(rows, target, args.after, numbers, None, **settings)
     if args.json:
         print(json.dumps(result))
         return
-    for outcome in result.pop("outcomes"):
-        stopped = outcome["stopped_at"]
-        where = "runs to the end" if stopped is None else f"stopped at {stopped:.0%}"
+    time_only = result.pop("at_equal_time_only", None)
+    for i, outcome in enumerate(result.pop("outcomes")):
         measured = f"{outcome['metric']:.4g} at {outcome['throughput'] or 0:.4g}/s"
+        where = [o["stopped_at"] for o in ([outcome] + ([time_only["outcomes"][i]] if time_only else []))]
+        where = " | ".join("to the end" if w is None else f"stopped at {w:.0%}" for w in where)
         reason = outcome["reason"] or ""
         print(f"[{outcome['number']:>3}] {outcome['status']:<8} {measured}  {where}  {reason}")
     print("---")
+    if time_only:
+        print(f"{'':<28} {'equal time and ' + target.curve_work:<24} equal time only")
     for key, value in result.items():
-        print(f"{key + ':':<28} {value}")
+        print(f"{key + ':':<28} {value!s:<24} {time_only[key] if time_only else ''}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """Early abort on a command target whose evaluator prints a progress curve (real subprocesses)."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from autoresearch.abort import EarlyAbort, curve_noise, value_at
+from autoresearch.abort import WORK, EarlyAbort, curve_noise, value_at
 from autoresearch.history import History
 from autoresearch.target import Metric
 
@@ -27,6 +28,24 @@ for step in range(1, 21):
 print("phase: evaluation", flush=True)
 print("---")
 print(f"loss: {final + rng.gauss(0, 0.02):.6f}")
+"""
+
+# The same, with a work count: each step trains ``speed`` tokens, and the speed is the machine's
+# load (it varies from run to run with the seed); the loss falls with the tokens trained.
+PACED_EVALUATE = """\
+import math, os, random, time
+import model
+seed = int(os.environ["AUTORESEARCH_SEED"])
+rng, speed = random.Random(seed), (1, 2, 3)[seed % 3]
+final = model.score()
+print("phase: training", flush=True)
+for step in range(1, 21):
+    time.sleep(0.15)
+    loss = final + 3 * math.exp(-speed * step / 10) + rng.gauss(0, 0.005)
+    print(f"progress: frac={step / 20} train_loss={loss:.4f} tokens={speed * step}", flush=True)
+print("phase: evaluation", flush=True)
+print("---")
+print(f"loss: {loss:.6f}")
 """
 
 
@@ -108,3 +127,55 @@ def test_without_repeated_incumbent_curves_nothing_is_aborted():
     assert judge({"frac": 0.5, "train_loss": 99.0}) is None
     disabled = EarlyAbort(LOSS, INCUMBENT, [INCUMBENT], enabled=False)
     assert disabled({"frac": 0.5, "train_loss": 99.0}) is None and disabled.curve == [[0.5, 99.0]]
+
+
+def paced(speed: float, worse: float = 0.0, d: float = 0.0) -> list[list[float]]:
+    """A curve of 10 points whose loss falls with the tokens trained: ``speed`` tokens per 10% of
+    the budget (the machine's load or the code's speed), ``worse`` per token (the code)."""
+    return [[k / 10, 2 + 3 * math.exp(-speed * k / 10) + worse + d, speed * k] for k in range(1, 11)]
+
+
+# the same code measured three times on a machine whose load changed: a wide spread at equal time
+LOADED = [paced(speed, d=d) for speed, d in ((1, -0.01), (2, 0.0), (3, 0.01))]
+
+
+def stopped(judge: EarlyAbort, curve: list[list[float]]) -> str | None:
+    for frac, value, tokens in curve:
+        if reason := judge({"frac": frac, "train_loss": value, "tokens": tokens}):
+            return reason
+    return None
+
+
+def test_curves_are_read_at_equal_work_too():
+    assert value_at(LOADED[1], 3.0, WORK) == pytest.approx((LOADED[1][0][1] + LOADED[1][1][1]) / 2)
+    assert curve_noise([LOADED], 0.5) > 0.2  # at equal time: the load
+    assert curve_noise([LOADED], 3.0, WORK) < 0.02  # at equal tokens: only the code's own noise
+    assert value_at([[0.1, 5.0]], 1.0, WORK) is None  # a curve without a work count
+
+
+def test_a_candidate_learning_less_per_token_is_stopped_at_equal_work_through_a_busy_machine():
+    worse = paced(2, worse=0.5)
+    reason = stopped(EarlyAbort(LOSS, LOADED, [LOADED], work="tokens"), worse)
+    assert reason is not None and "at equal tokens" in reason, reason
+    assert stopped(EarlyAbort(LOSS, LOADED, [LOADED]), worse) is None  # at equal time only: lost in the load
+
+
+def test_the_machine_or_a_faster_code_does_not_stop_a_candidate_at_equal_work():
+    judge = lambda: EarlyAbort(LOSS, LOADED, [LOADED], work="tokens")  # noqa: E731
+    assert stopped(judge(), paced(1, d=0.01)) is None  # slowed by the machine, as good per token
+    assert stopped(judge(), paced(3, worse=0.2)) is None  # worse per token, but faster: ahead in time
+    assert "at equal tokens" in stopped(judge(), paced(3, worse=0.6))  # not fast enough to make up for it
+
+
+def test_a_candidate_learning_less_per_token_is_stopped_on_a_loaded_machine(tmp_path, monkeypatch, scripted):
+    root = command_workspace(tmp_path / "paced", PACED_EVALUATE)
+    monkeypatch.chdir(root)
+    configure(root, "seed: true\ncurve: {key: train_loss, work: tokens}\n")
+    # 0.41 worse at every token count: within the load's spread at equal time (σ about 0.5)
+    scripted.append({"model.py": MODEL.replace("X = 3.0", "X = 3.15"), "_description": "learns less"})
+    result = invoke("run", "--agent", "scripted", "--max-experiments", "1", "--tag", "t")
+    assert result.exit_code == 0, result.output
+    baseline, worse = History(root / ".autoresearch" / "history.db").experiments("t")
+    assert [len(point) for point in baseline["curves"]["samples"][2]] == [3] * 20  # frac, loss, tokens
+    assert worse["status"] == "discard" and worse["metric"] is None
+    assert "at equal tokens" in worse["reason"] and "at equal time" in worse["reason"], worse["reason"]

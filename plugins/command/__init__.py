@@ -25,18 +25,22 @@ def _globs(config: dict, key: str, required: bool) -> list[str]:
     return value
 
 
-def _curve(config: dict) -> Metric | None:
-    """``curve: train_loss`` (lower is better) or ``curve: {key: accuracy, direction: higher}``."""
+def _curve(config: dict) -> tuple[Metric | None, str | None]:
+    """``curve: train_loss`` (lower is better) or ``curve: {key: accuracy, direction: higher}``,
+    optionally with ``work: tokens``, the progress key counting the work done so far."""
     value = config.get("curve")
     if value is None:
-        return None
+        return None, None
     if isinstance(value, str) and value:
-        return Metric(value, "lower")
-    if isinstance(value, dict) and isinstance(value.get("key"), str) and set(value) <= {"key", "direction"}:
-        return Metric(value["key"], str(value.get("direction", "lower")))
+        return Metric(value, "lower"), None
+    fields = {"key", "direction", "work"}
+    if isinstance(value, dict) and isinstance(value.get("key"), str) and set(value) <= fields:
+        work = value.get("work")
+        if work is None or (isinstance(work, str) and work):
+            return Metric(value["key"], str(value.get("direction", "lower"))), work
     raise ConfigError(
         "autoresearch.yaml: field 'curve' must name a progress key, e.g. 'curve: train_loss' or "
-        "'curve: {key: accuracy, direction: higher}'"
+        "'curve: {key: accuracy, direction: higher, work: samples}'"
     )
 
 
@@ -71,6 +75,7 @@ class CommandTarget(Target):
         if not isinstance(env, list):
             raise ConfigError("autoresearch.yaml: field 'env' must be a list of variable names")
         network, gpu = config.get("network", False), config.get("gpu", False)
+        curve, curve_work = _curve(config)
         for key, value in (("network", network), ("gpu", gpu)):
             if not isinstance(value, bool):
                 raise ConfigError(f"autoresearch.yaml: field '{key}' must be true or false")
@@ -88,7 +93,8 @@ class CommandTarget(Target):
             eval_seconds=_number(config, "evaluation", 10),
             takes_seed=bool(config.get("seed", False)),
             env_passthrough=env,
-            curve=_curve(config),
+            curve=curve,
+            curve_work=curve_work,
             throughput=config.get("throughput") if isinstance(config.get("throughput"), str) else None,
         )
 
