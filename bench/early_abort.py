@@ -7,7 +7,12 @@ first curve to the early-abort rule as if it arrived live. It reports:
 
 - compute saved: the share of the discarded candidates' training that would not have run
   (1 − the fraction where the rule stops, summed over discarded candidates, over their count);
-- keeps aborted: the share of kept candidates the rule would have stopped (each one a gain lost).
+- keeps aborted: the share of kept candidates the rule would have stopped (each one a gain lost),
+  and among them the clear keeps: those whose one sample cleared the noise-aware policy's bar (the
+  strict policy this run uses also keeps gains within the noise, which a curve may rightly show
+  as no gain).
+- both for the rule as the engine has it and for the rule at equal time only (the rule without a
+  work count), side by side.
 
 Goals: ≥ 30% of the compute of discarded candidates saved, ≤ 2% of keeps aborted.
 
@@ -19,7 +24,8 @@ existing run with ``--workspace DIR --tag TAG`` (any target with a curve key), u
 defaults or other settings (``--z``, ``--catch-up``), on all its candidates or on a hold-out part
 (``--numbers``), so a change of the rule is judged on candidates it was not tuned on.
 
-    python bench/early_abort.py --run-nanochat stdlib|DIR [--experiments 24] [--budget 20] [--keep WS]
+    python bench/early_abort.py --run-nanochat stdlib|DIR [--experiments 24] [--budget 20] [--seed S]
+                                [--keep WS]
     python bench/early_abort.py --workspace DIR --tag TAG [--after 0.2] [--z Z] [--catch-up C]
                                 [--numbers A-B] [--json]
 """
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import statistics
 import subprocess
@@ -36,7 +43,7 @@ import tempfile
 from pathlib import Path
 
 from autoresearch.abort import EarlyAbort
-from autoresearch.accept import Evidence
+from autoresearch.accept import Evidence, NoiseAwarePolicy
 from autoresearch.config import load_target
 from autoresearch.history import History
 
@@ -77,13 +84,29 @@ def replay(
             incumbent, groups = evidence.incumbent_curves, evidence.curve_groups
             rule = EarlyAbort(target.curve, incumbent, groups, after=after, work=work, **settings)
             stopped = where_stopped(rule, curves[0])
+            clear = row["status"] == "keep" and clears_the_bar(row, evidence, target.metric)
             outcomes.append({"number": row["number"], "status": row["status"], "stopped_at": stopped,
                              "metric": row["metric"], "throughput": row["throughput"],
+                             "clear": clear,
                              "reason": rule.reason})  # fmt: skip
         if row["status"] in ("baseline", "keep", "discard"):
             evidence.add(row)
     baseline = next((row["throughput"] for row in rows if row["status"] == "baseline"), None)
     return summarize(outcomes) | {"throughput_baseline": baseline and round(baseline)}
+
+
+def clears_the_bar(row: dict, evidence: Evidence, metric) -> bool:
+    """Whether a candidate's one sample clears the noise-aware policy's bar (z standard errors
+    above the incumbent's recent samples): a keep the default policy would make at its first look,
+    not one of the strict policy's keeps of a gain within the noise."""
+    incumbent, sigma = evidence.recent_incumbent(), evidence.noise
+    if not incumbent or not sigma:
+        return False
+    value, reference = row["samples"][0], statistics.fmean(incumbent)
+    if metric.noise == "relative":
+        value, reference = math.log(value), math.log(reference)
+    standard_error = sigma * math.sqrt(1 + 1 / len(incumbent))
+    return metric.gain(value, reference) > NoiseAwarePolicy(metric).z * standard_error
 
 
 def summarize(outcomes: list[dict]) -> dict:
@@ -94,6 +117,7 @@ def summarize(outcomes: list[dict]) -> dict:
     kept = [o for o in outcomes if o["status"] == "keep"]
     saved = sum(1 - o["stopped_at"] for o in discarded if o["stopped_at"] is not None)
     keeps_aborted = sum(o["stopped_at"] is not None for o in kept)
+    clear = [o for o in kept if o["clear"]]
     return {
         "candidates": len(outcomes),
         "discarded": len(discarded),
@@ -101,6 +125,8 @@ def summarize(outcomes: list[dict]) -> dict:
         "discards_aborted": sum(o["stopped_at"] is not None for o in discarded),
         "compute_saved_of_discards": round(saved / len(discarded), 3) if discarded else None,
         "keeps_aborted": round(keeps_aborted / len(kept), 3) if kept else None,
+        "clear_keeps": len(clear),
+        "clear_keeps_aborted": sum(o["stopped_at"] is not None for o in clear),
         "throughput_candidates": spread,
         "outcomes": outcomes,
     }
@@ -110,7 +136,7 @@ def summarize(outcomes: list[dict]) -> dict:
 # Making a nanochat run with every candidate run to the end
 
 
-def run_nanochat(corpus: str, experiments: int, budget: float, workspace: Path) -> None:
+def run_nanochat(corpus: str, experiments: int, budget: float, workspace: Path, seed: int = 0) -> None:
     autoresearch = [sys.executable, "-m", "autoresearch.cli"]
     source = ["-o", f"corpus={corpus}"] if corpus in ("stdlib", "climbmix") else ["--data", corpus]
     # a small evaluation keeps it short (the curves, not val_bpb's precision, are measured here)
@@ -125,7 +151,8 @@ def run_nanochat(corpus: str, experiments: int, budget: float, workspace: Path) 
     # one measurement per candidate keeps the bench short (where the rule stops a curve does not
     # depend on the decision); three baseline runs give the spread of repeated curves
     run = ["run", "--agent", "mutate", "--tag", "bench", "--budget", str(budget), "--no-early-abort",
-           "--max-experiments", str(experiments), "--accept", "strict", "--baseline-runs", "3"]  # fmt: skip
+           "--max-experiments", str(experiments), "--accept", "strict", "--baseline-runs", "3",
+           "--seed", str(seed)]  # fmt: skip
     subprocess.run([*autoresearch, *run], cwd=workspace, check=True)
 
 
@@ -141,6 +168,7 @@ def main() -> None:
     parser.add_argument("--tag", default="bench", help="the run to analyse")
     parser.add_argument("--experiments", type=int, default=EXPERIMENTS)
     parser.add_argument("--budget", type=float, default=BUDGET)
+    parser.add_argument("--seed", type=int, default=0, help="the run's base seed (other candidates)")
     parser.add_argument("--after", type=float, default=AFTER, help="never abort before this fraction")
     parser.add_argument("--z", type=float, help="the rule's noise margin in σ (default: the engine's)")
     parser.add_argument("--catch-up", type=float, help="the rule's catch-up share (default: the engine's)")
@@ -151,7 +179,7 @@ def main() -> None:
         workspace = args.workspace
         if args.run_nanochat:
             workspace = args.keep or Path(scratch) / "ws"
-            run_nanochat(args.run_nanochat, args.experiments, args.budget, workspace)
+            run_nanochat(args.run_nanochat, args.experiments, args.budget, workspace, args.seed)
         if workspace is None:
             parser.error("give --run-nanochat CORPUS or --workspace DIR")
         target = load_target(workspace)

@@ -7,7 +7,7 @@ are in σ. The run's bookkeeping is the engine's (``Evidence``: σ pooled from r
 the incumbent's recent samples, the largest kept gain; a stale incumbent re-measured every
 ``remeasure_every`` experiments). Early abort, where counted, is modelled: a candidate's curve at
 30% of the budget reads its effect with noise σ and is stopped, at 0.3 of a measurement's cost,
-when it is behind by more than the rule's margin (about 3.5σ noise + 1σ still to catch up).
+when it is behind by more than the rule's margin (about 1.7σ noise + 1σ still to catch up).
 
 The default mix ("original") follows the original's published runs: about 20 changes kept of
 about 700, most proposals worse (broken or clearly worse ones, then slightly worse ones), many
@@ -48,7 +48,7 @@ MEASUREMENTS = 700  # measurements each policy may spend per run (the original: 
 BASELINE_RUNS = {"strict": 1, "noise": 3}  # the CLI's defaults
 REMEASURE_EVERY = 10  # the engine's default drift check (noise-aware only)
 ABORT_COST = 0.3  # share of a measurement an aborted candidate costs
-ABORT_MARGIN = 4.5  # σ behind at 30% that the rule stops (3σ·sqrt(1 + 1/3) + catching up)
+ABORT_MARGIN = 2.7  # σ behind at 30% that the rule stops (1.5σ·sqrt(1 + 1/3) + catching up)
 SEED = 0
 
 METRIC = Metric("loss", "lower")

@@ -85,7 +85,7 @@ class EarlyAbort:
         groups: Sequence[Sequence[Curve]],
         *,
         after: float = 0.2,
-        z: float = 3.0,
+        z: float = 1.5,
         catch_up: float = 0.5,
         enabled: bool = True,
         work: str | None = None,

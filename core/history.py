@@ -111,7 +111,8 @@ def m003_measured_usage(db: sqlite_utils.Database) -> None:
 @migrations()
 def m003_decisions_curves_throughput_drift(db: sqlite_utils.Database) -> None:
     # JSON {"samples": [curve, ...], "incumbent_samples": [curve, ...]}, parallel to those lists;
-    # a curve is [[frac, value], ...] of the target's progress key (early abort compares them).
+    # a curve is [[frac, value], ...] of the target's progress key (early abort compares them),
+    # [[frac, value, work], ...] where the target also counts the work done (curve_work).
     db["experiments"].add_column("curves", str)
     db["experiments"].add_column("throughput", float)  # the evaluator's speed (e.g. tokens/s)
     db["runs"].add_column("drift", str)  # JSON list: incumbent drifts beyond the noise, as found
