@@ -73,6 +73,8 @@ def test_init_errors_name_the_field(repo, args, message):
         ("target: command\nedit: model.py\nrun: x\nmetric: loss\nbudget: soon\n", "field 'budget' must be"),
         ("target: command\nedit: model.py\nrun: x\nmetric: loss\ndirection: up\n", "direction must be"),
         ("target: command\nedit: model.py\nrun: x\nmetric: loss\ncolour: red\n", "unknown field 'colour'"),
+        ("target: command\nedit: model.py\nrun: x\nmetric: m\ncurve: {key: l, work: 3}\n", "'curve' must"),
+        ("target: command\nedit: model.py\nrun: x\nmetric: m\ncurve: {key: l, pace: t}\n", "'curve' must"),
     ],
 )
 def test_bad_yaml_is_one_line(repo, text, message):
