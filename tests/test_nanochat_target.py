@@ -284,7 +284,10 @@ def test_the_metric_comes_from_the_evaluator_not_from_train_output(workspace):
     phases = [line for line in log.splitlines() if line.startswith("phase: ")]
     assert phases == ["phase: training", "phase: evaluation"]
     progress = [line for line in log.splitlines() if line.startswith("progress: ")]
-    assert progress and all(re.fullmatch(r"progress: frac=[\d.]+ train_loss=[\d.]+", p) for p in progress)
+    line = re.compile(r"progress: frac=[\d.]+ train_loss=[\d.]+ tokens=\d+")
+    assert progress and all(line.fullmatch(p) for p in progress)
+    tokens = [int(p.rsplit("=", 1)[1]) for p in progress]  # what early abort compares at equal work
+    assert tokens == sorted(set(tokens)) and tokens[0] > 0  # one line per step at most
 
 
 def original_val_bpb(root: Path, model) -> float:
