@@ -548,10 +548,11 @@ def training_started() -> None:
     print("phase: training", flush=True)
 
 
-def report_progress(frac: float, train_loss: float, tokens: int) -> None:
+def report_progress(frac: float, train_loss: float, tokens: int | None = None) -> None:
     """A progress line for the harness: the fraction of the budget done, the smoothed loss, and
-    the tokens trained on so far."""
-    print(f"progress: frac={frac:.3f} train_loss={train_loss:.4f} tokens={tokens}", flush=True)
+    the tokens trained on so far (early abort compares curves at equal time and equal tokens)."""
+    work = "" if tokens is None else f" tokens={tokens}"
+    print(f"progress: frac={frac:.3f} train_loss={train_loss:.4f}{work}", flush=True)
 
 
 def checkpoint_path() -> Path:
