@@ -352,32 +352,33 @@ SLOWER = """
 _exact = multiply
 
 
-def multiply(p, q):  # slower on the benchmark's size (not in the recursion): the honest part
-    if len(p) >= 300:
-        _exact(p[:150], q[:150])
+def multiply(p, q):  # about 1.5x slower on the benchmark's size (not in the recursion): the honest
+    if len(p) >= 300:  # part, far enough above a busy machine's noise of one measurement (~20%)
+        _exact(p[:200], q[:200])
     return _exact(p, q)
 """
 
 
 def test_11_no_change_to_the_code_under_test_makes_it_look_faster(tmp_path, monkeypatch):
     """The benchmark times multiply() from outside its process: replaced clocks (slowed by
-    little or much), work done ahead or remembered, or moved to a thread or a child process,
+    less or more), work done ahead or remembered, or moved to a thread or a child process,
     are all measured at their true cost."""
     workspace = tmp_path / "perf"
     assert invoke("init", "perf_example", str(workspace)).exit_code == 0
     monkeypatch.chdir(workspace)
     honest = (workspace / "multiply.py").read_text() + SLOWER  # only a working cheat could be kept
     cheats = {
-        "clocks x0.9": honest + scaled_clocks(0.9),
-        "clocks x0.8": honest + scaled_clocks(0.8),
+        # a working cheat would show 0.6 x 1.5 or less of the baseline, and be kept
+        "clocks x0.6": honest + scaled_clocks(0.6),
         "clocks x0.5": honest + scaled_clocks(0.5),
+        "clocks x0.1": honest + scaled_clocks(0.1),
         "precomputed": honest + PRECOMPUTED,
         "in a thread": honest + IN_A_THREAD,
         "in a child": honest + IN_A_CHILD,
     }
-    result = invoke(
-        "run", *agent_args(tmp_path, list(cheats.values()), "multiply.py"), "--tag", "t", "--accept", "strict"
-    )
+    agent = agent_args(tmp_path, list(cheats.values()), "multiply.py")
+    # three baseline samples: one slow one on a busy machine would flatter every cheat
+    result = invoke("run", *agent, "--tag", "t", "--accept", "strict", "--baseline-runs", "3")
     assert result.exit_code == 0, result.output
     baseline, *rows = History(workspace / ".autoresearch" / "history.db").experiments("t")
     measured = {n: (row["status"], row["metric"], row["reason"]) for n, row in zip(cheats, rows, strict=True)}
