@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import statistics
 import subprocess
@@ -96,17 +95,14 @@ def replay(
 
 
 def clears_the_bar(row: dict, evidence: Evidence, metric) -> bool:
-    """Whether a candidate's one sample clears the noise-aware policy's bar (z standard errors
-    above the incumbent's recent samples): a keep the default policy would make at its first look,
-    not one of the strict policy's keeps of a gain within the noise."""
+    """Whether the noise-aware policy's bar keeps a candidate's one sample at its first look (no
+    re-measurement, no too-good check): a clear keep, not one of the strict policy's keeps of a
+    gain within the noise."""
     incumbent, sigma = evidence.recent_incumbent(), evidence.noise
-    if not incumbent or not sigma:
+    if not incumbent or sigma is None:
         return False
-    value, reference = row["samples"][0], statistics.fmean(incumbent)
-    if metric.noise == "relative":
-        value, reference = math.log(value), math.log(reference)
-    standard_error = sigma * math.sqrt(1 + 1 / len(incumbent))
-    return metric.gain(value, reference) > NoiseAwarePolicy(metric).z * standard_error
+    no_more = lambda: None  # noqa: E731 - a re-measurement that fails ends the decision
+    return NoiseAwarePolicy(metric).decide(row["samples"][0], incumbent, no_more, no_more, noise=sigma).keep
 
 
 def summarize(outcomes: list[dict]) -> dict:
