@@ -9,6 +9,7 @@ import os
 import sqlite3
 import statistics
 import threading
+import time
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -22,6 +23,7 @@ from .statuses import INCUMBENT
 SQLITE_MAGIC = b"SQLite format 3\x00"
 JSON_COLUMNS = ("samples", "incumbent_samples", "extras", "options", "machine", "state", "curves", "drift")
 TABLES = ("runs", "experiments", "pending", "invocations")
+BUSY_SECONDS = 30.0  # how long a write waits for another process's
 
 migrations = Migrations("autoresearch")
 
@@ -229,9 +231,8 @@ class History:
         return db
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=30000")
+        conn = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
+        _write_ahead(conn)
         return conn
 
     @classmethod
@@ -493,9 +494,24 @@ class History:
             self.db.execute("delete from pending where run = ? and number = ?", [tag, number])
 
 
+def _write_ahead(conn: sqlite3.Connection) -> None:
+    """Put the ledger in WAL mode (readers never block the run's writes). Of processes opening a
+    new ledger at once, all but one get "database is locked" at once, without SQLite's busy wait:
+    wait here instead, until the one that switched it is done."""
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def read_only(path: Path) -> sqlite3.Connection:
     """A connection that cannot write, for ``autoresearch sql``."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_SECONDS)
     conn.row_factory = sqlite3.Row
     conn.set_authorizer(_no_attach)
     return conn
