@@ -80,7 +80,7 @@ def replay(
         curves = (row["curves"] or {}).get("samples") or []
         judged = numbers is None or row["number"] in numbers
         if row["status"] in ("keep", "discard") and curves and curves[0] and judged:
-            incumbent, groups = evidence.incumbent_curves, evidence.curve_groups
+            incumbent, groups = evidence.recent_curves(), evidence.curve_groups
             rule = EarlyAbort(target.curve, incumbent, groups, after=after, work=work, **settings)
             stopped = where_stopped(rule, curves[0])
             clear = row["status"] == "keep" and clears_the_bar(row, evidence, target.metric)

@@ -246,8 +246,8 @@ class Evidence:
     groups: list[list[float]] = field(default_factory=list)  # repeated samples of one commit each
     incumbent: list[float] = field(default_factory=list)  # samples of the incumbent so far
     largest_gain: float | None = None  # largest gain kept for its gain (not as "simpler")
-    curve_groups: list[list] = field(default_factory=list)  # repeated curves of one commit each
-    incumbent_curves: list = field(default_factory=list)  # curves of the incumbent's samples
+    past_curve_groups: list[list] = field(default_factory=list)  # repeated curves of one earlier commit each
+    incumbent_curves: list = field(default_factory=list)  # the incumbent's: its samples' and re-measurements'
     incumbent_measured: int = 0  # the experiment that last measured the incumbent
 
     @classmethod
@@ -274,13 +274,24 @@ class Evidence:
         """The incumbent's last ``window`` samples: recent ones count, older ones may have drifted."""
         return self.incumbent[-window:]
 
+    def recent_curves(self, window: int = RECENT_SAMPLES) -> list:
+        """The curves of the incumbent's last ``window`` samples, for early abort to compare with."""
+        return self.incumbent_curves[-window:]
+
+    @property
+    def curve_groups(self) -> list[list]:
+        """Repeated curves of one commit each, the spread early abort judges by. The incumbent's
+        recent curves are one group across experiments: its re-measurements (one per experiment
+        for drift) replace those of a busy stretch, as the machine is now."""
+        return [*self.past_curve_groups, self.recent_curves()]
+
     def add(self, row: dict) -> None:
         """Learn from a recorded baseline, keep or discard row."""
         candidate, incumbent = row["samples"] or [], row["incumbent_samples"] or []
         curves = row.get("curves") or {}
         self.groups += [g for g in (candidate, incumbent) if len(g) > 1]
-        self.curve_groups += [g for g in curves.values() if len([c for c in g if c]) > 1]
         if row["status"] in statuses.INCUMBENT:
+            self._close(self.incumbent_curves + curves.get("incumbent_samples", []))
             self.incumbent = candidate
             self.incumbent_curves = list(curves.get("samples", []))
             self.incumbent_measured = row["number"]
@@ -288,7 +299,13 @@ class Evidence:
             if row["status"] == "keep" and row["reason"] != "simpler" and gain is not None:
                 self.largest_gain = max(gain, self.largest_gain or gain)
         else:
+            self._close(curves.get("samples", []))
             self.incumbent += incumbent
             self.incumbent_curves += curves.get("incumbent_samples", [])
             if incumbent:
                 self.incumbent_measured = row["number"]
+
+    def _close(self, curves: list) -> None:
+        """Keep the curves of a commit that is no longer measured as a group, if repeated."""
+        if len([c for c in curves if c]) > 1:
+            self.past_curve_groups.append(curves)

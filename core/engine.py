@@ -659,7 +659,7 @@ class Engine:
             return None
         return EarlyAbort(
             self.target.curve,
-            self.evidence.incumbent_curves,
+            self.evidence.recent_curves(),
             self.evidence.curve_groups,
             after=self.options.abort_after,
             enabled=abort and self.options.early_abort,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch.abort import WORK, EarlyAbort, curve_noise, value_at
+from autoresearch.accept import Evidence
 from autoresearch.history import History
 from autoresearch.target import Metric
 
@@ -180,3 +181,32 @@ def test_a_candidate_learning_less_per_token_is_stopped_on_a_loaded_machine(tmp_
     assert [len(point) for point in baseline["curves"]["samples"][2]] == [3] * 20  # frac, loss, tokens
     assert worse["status"] == "discard" and worse["metric"] is None
     assert "at equal tokens" in worse["reason"] and "at equal time" in worse["reason"], worse["reason"]
+
+
+def row(number: int, status: str, samples: list, again: list = ()) -> dict:
+    """A ledger row as ``Evidence`` reads it: each sample a (metric, curve) pair; ``again``: the
+    incumbent's samples measured in the same experiment."""
+    return {
+        "number": number, "status": status, "reason": None, "gain": 0.1 if status == "keep" else None,
+        "samples": [s for s, _ in samples], "incumbent_samples": [s for s, _ in again],
+        "curves": {"samples": [c for _, c in samples], "incumbent_samples": [c for _, c in again]},
+    }  # fmt: skip
+
+
+def test_the_incumbents_remeasurements_refresh_the_spread_after_a_busy_baseline():
+    """A baseline measured while the machine was busy leaves a wide spread at equal time; the
+    incumbent's drift re-measurements, one per experiment, then narrow it to the machine's now."""
+    quiet = [paced(2, d=d) for d in (-0.006, 0.004, -0.002, 0.006, 0.0, -0.004, 0.002, -0.001)]
+    rows = [row(0, "baseline", [(2.0, curve) for curve in LOADED])]
+    for number, again in enumerate(quiet, 1):  # discards of one sample, the incumbent measured again
+        rows.append(row(number, "discard", [(2.2, paced(2, worse=0.2))], [(2.0, again)]))
+    busy, refreshed = Evidence.from_rows(rows[:1]), Evidence.from_rows(rows)
+    assert curve_noise(busy.curve_groups, 0.5) > 0.2
+    assert curve_noise(refreshed.curve_groups, 0.5) < 0.01  # its last 8 curves: the quiet ones
+    assert refreshed.recent_curves() == quiet  # and it is compared with them (drift)
+    worse = paced(2, worse=0.4)  # equal speed, 0.4 worse: lost in the busy spread, clear once refreshed
+    assert stopped(EarlyAbort(LOSS, busy.recent_curves(), busy.curve_groups), worse) is None
+    assert stopped(EarlyAbort(LOSS, refreshed.recent_curves(), refreshed.curve_groups), worse) is not None
+    # a keep closes the old incumbent's group (with the keep's own re-measurement of it)
+    refreshed.add(row(9, "keep", [(1.9, paced(2, worse=-0.1))], [(2.0, paced(2))]))
+    assert [len(group) for group in refreshed.curve_groups] == [3 + 8 + 1, 1]
