@@ -19,13 +19,14 @@ Goals: ≥ 30% of the compute of discarded candidates saved, ≤ 2% of keeps abo
 With ``--run-nanochat CORPUS``, it first makes that run: a fresh ``nanochat_bpb`` workspace on the
 CPU preset with the corpus CORPUS (``stdlib``, the offline corpus, or a folder of texts),
 ``mutate`` proposing ``--experiments`` candidates under a ``--budget`` of a few seconds, all run
-to the end (one measurement each, ``--accept strict``; three baseline runs). Or analyse an
+to the end (one measurement each with ``--accept strict``, the default here; ``--accept noise``
+re-measures as the engine does by default; three baseline runs). Or analyse an
 existing run with ``--workspace DIR --tag TAG`` (any target with a curve key), under the rule's
 defaults or other settings (``--z``, ``--catch-up``), on all its candidates or on a hold-out part
 (``--numbers``), so a change of the rule is judged on candidates it was not tuned on.
 
     python bench/early_abort.py --run-nanochat stdlib|DIR [--experiments 24] [--budget 20] [--seed S]
-                                [--keep WS]
+                                [--accept strict|noise] [--keep WS]
     python bench/early_abort.py --workspace DIR --tag TAG [--after 0.2] [--z Z] [--catch-up C]
                                 [--numbers A-B] [--json]
 """
@@ -132,7 +133,9 @@ def summarize(outcomes: list[dict]) -> dict:
 # Making a nanochat run with every candidate run to the end
 
 
-def run_nanochat(corpus: str, experiments: int, budget: float, workspace: Path, seed: int = 0) -> None:
+def run_nanochat(
+    corpus: str, experiments: int, budget: float, workspace: Path, seed: int = 0, accept: str = "strict"
+) -> None:
     autoresearch = [sys.executable, "-m", "autoresearch.cli"]
     source = ["-o", f"corpus={corpus}"] if corpus in ("stdlib", "climbmix") else ["--data", corpus]
     # a small evaluation keeps it short (the curves, not val_bpb's precision, are measured here)
@@ -144,10 +147,11 @@ def run_nanochat(corpus: str, experiments: int, budget: float, workspace: Path, 
     config.write_text(text)
     identity = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
     subprocess.run(["git", *identity, "commit", "-qam", "bench: allowances"], cwd=workspace, check=True)
-    # one measurement per candidate keeps the bench short (where the rule stops a curve does not
-    # depend on the decision); three baseline runs give the spread of repeated curves
+    # strict: one measurement per candidate keeps the bench short (where the rule stops a curve
+    # does not depend on the decision); noise: the engine's default, whose re-measurements of the
+    # incumbent refresh the spread of its curves. Three baseline runs give the first spread.
     run = ["run", "--agent", "mutate", "--tag", "bench", "--budget", str(budget), "--no-early-abort",
-           "--max-experiments", str(experiments), "--accept", "strict", "--baseline-runs", "3",
+           "--max-experiments", str(experiments), "--accept", accept, "--baseline-runs", "3",
            "--seed", str(seed)]  # fmt: skip
     subprocess.run([*autoresearch, *run], cwd=workspace, check=True)
 
@@ -165,6 +169,7 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=EXPERIMENTS)
     parser.add_argument("--budget", type=float, default=BUDGET)
     parser.add_argument("--seed", type=int, default=0, help="the run's base seed (other candidates)")
+    parser.add_argument("--accept", choices=("strict", "noise"), default="strict", help="the run's policy")
     parser.add_argument("--after", type=float, default=AFTER, help="never abort before this fraction")
     parser.add_argument("--z", type=float, help="the rule's noise margin in σ (default: the engine's)")
     parser.add_argument("--catch-up", type=float, help="the rule's catch-up share (default: the engine's)")
@@ -175,7 +180,7 @@ def main() -> None:
         workspace = args.workspace
         if args.run_nanochat:
             workspace = args.keep or Path(scratch) / "ws"
-            run_nanochat(args.run_nanochat, args.experiments, args.budget, workspace, args.seed)
+            run_nanochat(args.run_nanochat, args.experiments, args.budget, workspace, args.seed, args.accept)
         if workspace is None:
             parser.error("give --run-nanochat CORPUS or --workspace DIR")
         target = load_target(workspace)
