@@ -11,6 +11,10 @@ first curve to the early-abort rule as if it arrived live. It reports:
   and among them the clear keeps: those whose one sample cleared the noise-aware policy's bar (the
   strict policy this run uses also keeps gains within the noise, which a curve may rightly show
   as no gain).
+- no-effect runs stopped: the incumbent's re-measurements (made by the noise-aware policy), each
+  judged as a candidate against the incumbent's curves before it. Each is a change with no effect,
+  so the share stopped bounds the share of keeps stopped, for keeps whose curve follows their
+  metric, with many more trials than a run has keeps.
 - both for the rule as the engine has it and for the rule at equal time only (the rule without a
   work count), side by side.
 
@@ -40,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 from autoresearch.abort import EarlyAbort
@@ -76,23 +81,32 @@ def replay(
     rule's (``z``, ``catch_up``) when not its defaults.
     """
     evidence = Evidence(relative=target.metric.noise == "relative")
-    outcomes = []
+    outcomes, repeats = [], []
     for row in rows:
-        curves = (row["curves"] or {}).get("samples") or []
-        judged = numbers is None or row["number"] in numbers
-        if row["status"] in ("keep", "discard") and curves and curves[0] and judged:
-            incumbent, groups = evidence.recent_curves(), evidence.curve_groups
-            rule = EarlyAbort(target.curve, incumbent, groups, after=after, work=work, **settings)
-            stopped = where_stopped(rule, curves[0])
+        curves = row["curves"] or {}
+        judged = row["status"] in ("keep", "discard") and (numbers is None or row["number"] in numbers)
+        # each curve meets the rule as it stood before this experiment (its incumbent, its spread)
+        rule = partial(EarlyAbort, target.curve, evidence.recent_curves(), evidence.curve_groups, after=after,
+                       work=work, **settings)  # fmt: skip
+        if judged:  # the incumbent measured again: a change with no effect, which the rule must let run
+            repeats += [where_stopped(rule(), c) for c in curves.get("incumbent_samples", []) if c]
+        first = (curves.get("samples") or [None])[0]
+        if judged and first:
+            judge = rule()
+            stopped = where_stopped(judge, first)
             clear = row["status"] == "keep" and clears_the_bar(row, evidence, target.metric)
             outcomes.append({"number": row["number"], "status": row["status"], "stopped_at": stopped,
                              "metric": row["metric"], "throughput": row["throughput"],
                              "clear": clear,
-                             "reason": rule.reason})  # fmt: skip
+                             "reason": judge.reason})  # fmt: skip
         if row["status"] in ("baseline", "keep", "discard"):
             evidence.add(row)
     baseline = next((row["throughput"] for row in rows if row["status"] == "baseline"), None)
-    return summarize(outcomes) | {"throughput_baseline": baseline and round(baseline)}
+    return summarize(outcomes) | {
+        "no_effect_runs": len(repeats),
+        "no_effect_runs_stopped": sum(r is not None for r in repeats),
+        "throughput_baseline": baseline and round(baseline),
+    }
 
 
 def clears_the_bar(row: dict, evidence: Evidence, metric) -> bool:

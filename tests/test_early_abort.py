@@ -75,8 +75,10 @@ def test_a_clearly_worse_candidate_is_stopped_early_and_never_a_sample(curved):
     assert better["status"] == "keep" and better["curves"]["samples"][0][-1][0] == 1.0
 
 
-def test_no_early_abort_runs_every_candidate_to_the_end(curved):
-    args = ("run", "--agent", "scripted", "--max-experiments", "2", "--tag", "t", "--no-early-abort")
+def test_no_early_abort_runs_every_candidate_to_the_end(curved, scripted):
+    # a third candidate after the keep: the incumbent, kept on one sample, is measured again first
+    scripted.append({"model.py": MODEL.replace("X = 3.0", "X = 9.5"), "_description": "worse again"})
+    args = ("run", "--agent", "scripted", "--max-experiments", "3", "--tag", "t", "--no-early-abort")
     assert invoke(*args).exit_code == 0
     worse = History(curved / ".autoresearch" / "history.db").experiment("t", 1)
     assert worse["status"] == "discard" and worse["metric"] > 30
@@ -89,8 +91,10 @@ def test_no_early_abort_runs_every_candidate_to_the_end(curved):
         return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
 
     result = replay()
-    assert (result["discarded"], result["kept"], result["discards_aborted"]) == (1, 1, 1)
+    assert (result["discarded"], result["kept"], result["discards_aborted"]) == (2, 1, 2)
     assert result["compute_saved_of_discards"] == 0.8 and result["keeps_aborted"] == 0.0
+    # the incumbent's re-measurement is judged as a change with no effect: the rule lets it run
+    assert (result["no_effect_runs"], result["no_effect_runs_stopped"]) == (1, 0)
     assert result["outcomes"][0]["reason"].startswith("aborted at 20% of the budget")
     # other settings of the rule, and a hold-out part of the run
     assert replay("--z", "1e6")["discards_aborted"] == 0  # 1e6 σ: about 20000
