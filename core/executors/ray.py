@@ -13,9 +13,11 @@ once, then recorded ``crash`` with the reason.
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 
 from ..checkout import Checkouts
@@ -54,7 +56,17 @@ def _task(request: node.Request, server):
     """The Ray task: ``node.measure``, pulling the bundle from the driver's ``server``."""
     import ray
 
+    _cancellable()
     yield from node.measure(request, lambda haves: ray.get(server.bundle.remote(request.job.commit, haves)))
+
+
+def _cancellable() -> None:
+    """Let Ray's cancel interrupt this task. It raises KeyboardInterrupt in the worker's main
+    thread as a SIGINT would, which does nothing where SIGINT is ignored: workers inherit that
+    from whatever started Ray in the background (a shell's ``&``, nohup), and the task would run on."""
+    main = threading.current_thread() is threading.main_thread()
+    if main and signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class Lost(Exception):
@@ -174,18 +186,16 @@ class RayExecutor(Executor):
         """Ctrl-C: cancel the task; its node stops the evaluator (forced after a grace)."""
         ray = self.ray
         ray.cancel(stream)
-        deadline = time.monotonic() + CANCEL_GRACE_SECONDS
-        while time.monotonic() < deadline:
-            ready, _ = ray.wait([stream], timeout=POLL_SECONDS)
-            if not ready:
-                continue
-            try:
-                item = ray.get(next(stream))
-            except (StopIteration, ray.exceptions.RayError):
-                return _interrupted(started)
-            if isinstance(item, bytes):
-                log.write(item)
-        ray.cancel(stream, force=True)
+        # Wait for the task to end, not on its stream: a cancelled stream reads as ended at once,
+        # and reading its end waits for the task, without a timeout.
+        ended, _ = ray.wait([stream.completed()], timeout=CANCEL_GRACE_SECONDS)
+        if not ended:
+            ray.cancel(stream, force=True)
+            return _interrupted(started)
+        with suppress(ray.exceptions.RayError):  # the log's last bytes, read now without waiting
+            for item in map(ray.get, stream):
+                if isinstance(item, bytes):
+                    log.write(item)
         return _interrupted(started)
 
 
