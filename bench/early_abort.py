@@ -12,9 +12,10 @@ first curve to the early-abort rule as if it arrived live. It reports:
   strict policy this run uses also keeps gains within the noise, which a curve may rightly show
   as no gain).
 - no-effect runs stopped: the incumbent's re-measurements (made by the noise-aware policy), each
-  judged as a candidate against the incumbent's curves before it. Each is a change with no effect,
-  so the share stopped bounds the share of keeps stopped, for keeps whose curve follows their
-  metric, with many more trials than a run has keeps.
+  judged as a candidate against the incumbent's curves before it, and apart those that ended
+  well (not worse than the incumbent's mean they were judged against). Each is a change with no
+  effect; one that ended well and was stopped is the rule's error that keeps would suffer, with
+  more trials than a run has keeps (one that ended worse, slowed by the machine, was foreseen).
 - both for the rule as the engine has it and for the rule at equal time only (the rule without a
   work count), side by side.
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import statistics
 import subprocess
@@ -88,8 +90,12 @@ def replay(
         # each curve meets the rule as it stood before this experiment (its incumbent, its spread)
         rule = partial(EarlyAbort, target.curve, evidence.recent_curves(), evidence.curve_groups, after=after,
                        work=work, **settings)  # fmt: skip
-        if judged:  # the incumbent measured again: a change with no effect, which the rule must let run
-            repeats += [where_stopped(rule(), c) for c in curves.get("incumbent_samples", []) if c]
+        if judged:  # the incumbent measured again: a change with no effect
+            mean = statistics.fmean(evidence.recent_incumbent() or [math.nan])
+            samples = row["incumbent_samples"] or []
+            for curve, sample in zip(curves.get("incumbent_samples", []), samples, strict=True):
+                if curve:  # ended well: not worse than the incumbent's mean it was judged against
+                    repeats.append((where_stopped(rule(), curve), target.metric.gain(sample, mean) >= 0))
         first = (curves.get("samples") or [None])[0]
         if judged and first:
             judge = rule()
@@ -104,7 +110,9 @@ def replay(
     baseline = next((row["throughput"] for row in rows if row["status"] == "baseline"), None)
     return summarize(outcomes) | {
         "no_effect_runs": len(repeats),
-        "no_effect_runs_stopped": sum(r is not None for r in repeats),
+        "no_effect_runs_stopped": sum(stopped is not None for stopped, _ in repeats),
+        "no_effect_runs_ending_well": sum(well for _, well in repeats),
+        "no_effect_runs_ending_well_stopped": sum(well and stopped is not None for stopped, well in repeats),
         "throughput_baseline": baseline and round(baseline),
     }
 

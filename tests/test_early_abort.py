@@ -95,6 +95,7 @@ def test_no_early_abort_runs_every_candidate_to_the_end(curved, scripted):
     assert result["compute_saved_of_discards"] == 0.8 and result["keeps_aborted"] == 0.0
     # the incumbent's re-measurement is judged as a change with no effect: the rule lets it run
     assert (result["no_effect_runs"], result["no_effect_runs_stopped"]) == (1, 0)
+    assert result["no_effect_runs_ending_well_stopped"] == 0
     assert result["outcomes"][0]["reason"].startswith("aborted at 20% of the budget")
     # other settings of the rule, and a hold-out part of the run
     assert replay("--z", "1e6")["discards_aborted"] == 0  # 1e6 σ: about 20000
