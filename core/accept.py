@@ -243,7 +243,7 @@ class Evidence:
     """
 
     relative: bool = False
-    groups: list[list[float]] = field(default_factory=list)  # repeated samples of one commit each
+    past_groups: list[list[float]] = field(default_factory=list)  # repeated samples of an earlier commit each
     incumbent: list[float] = field(default_factory=list)  # samples of the incumbent so far
     largest_gain: float | None = None  # largest gain kept for its gain (not as "simpler")
     past_curve_groups: list[list] = field(default_factory=list)  # repeated curves of one earlier commit each
@@ -259,9 +259,16 @@ class Evidence:
         return evidence
 
     @property
+    def groups(self) -> list[list[float]]:
+        """Repeated samples of one commit each, σ's evidence; the incumbent's samples are one group
+        across experiments (its re-measurements join it). All of them: a drift shows as a larger σ,
+        the safe side, where early abort's curves keep the last few (``curve_groups``)."""
+        return [*self.past_groups, self.incumbent]
+
+    @property
     def noise(self) -> float | None:
         if self.relative:
-            return estimate_noise(*[[math.log(x) for x in g] for g in self.groups if min(g) > 0])
+            return estimate_noise(*[[math.log(x) for x in g] for g in self.groups if g and min(g) > 0])
         return estimate_noise(*self.groups)
 
     def stale(self, number: int, every: int) -> bool:
@@ -287,11 +294,11 @@ class Evidence:
 
     def add(self, row: dict) -> None:
         """Learn from a recorded baseline, keep or discard row."""
-        candidate, incumbent = row["samples"] or [], row["incumbent_samples"] or []
+        candidate, incumbent = list(row["samples"] or []), list(row["incumbent_samples"] or [])
         curves = row.get("curves") or {}
-        self.groups += [g for g in (candidate, incumbent) if len(g) > 1]
         if row["status"] in statuses.INCUMBENT:
-            self._close(self.incumbent_curves + curves.get("incumbent_samples", []))
+            old_curves = self.incumbent_curves + curves.get("incumbent_samples", [])
+            self._close(self.incumbent + incumbent, old_curves)
             self.incumbent = candidate
             self.incumbent_curves = list(curves.get("samples", []))
             self.incumbent_measured = row["number"]
@@ -299,13 +306,15 @@ class Evidence:
             if row["status"] == "keep" and row["reason"] != "simpler" and gain is not None:
                 self.largest_gain = max(gain, self.largest_gain or gain)
         else:
-            self._close(curves.get("samples", []))
+            self._close(candidate, curves.get("samples", []))
             self.incumbent += incumbent
             self.incumbent_curves += curves.get("incumbent_samples", [])
             if incumbent:
                 self.incumbent_measured = row["number"]
 
-    def _close(self, curves: list) -> None:
-        """Keep the curves of a commit that is no longer measured as a group, if repeated."""
+    def _close(self, samples: list[float], curves: list) -> None:
+        """Keep the samples and curves of a commit no longer measured as groups, if repeated."""
+        if len(samples) > 1:
+            self.past_groups.append(samples)
         if len([c for c in curves if c]) > 1:
             self.past_curve_groups.append(curves)

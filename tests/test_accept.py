@@ -208,6 +208,31 @@ def test_gain_that_is_not_too_good_is_kept_at_once(largest_gain):
     assert decision.keep and calls == [0, 0]
 
 
+# ---- the run's evidence ------------------------------------------------------------------------
+
+
+def decided(status: str, number: int, samples: list, incumbent_samples: list) -> dict:
+    return {"status": status, "number": number, "samples": samples, "incumbent_samples": incumbent_samples,
+            "gain": None, "reason": None}  # fmt: skip
+
+
+def test_the_incumbents_samples_are_one_noise_group_across_experiments_and_rows_stay_as_read():
+    from autoresearch.accept import Evidence
+
+    rows = [
+        decided("baseline", 0, [1.0, 1.2], []),
+        decided("discard", 1, [2.0], [1.4, 1.0]),  # two re-measurements of the baseline
+        decided("keep", 2, [0.5], [1.2]),  # one more of the baseline, then a new incumbent
+        decided("discard", 3, [0.9, 0.8], [0.7]),  # a re-measurement of the kept commit
+    ]
+    evidence = Evidence.from_rows(rows)
+    assert rows[0]["samples"] == [1.0, 1.2] and rows[2]["samples"] == [0.5]  # read, never changed
+    # each commit's samples once: no group twice, none lost because it came one per experiment
+    assert evidence.groups == [[1.0, 1.2, 1.4, 1.0, 1.2], [0.9, 0.8], [0.5, 0.7]]
+    assert evidence.noise == pytest.approx(estimate_noise([1.0, 1.2, 1.4, 1.0, 1.2], [0.9, 0.8], [0.5, 0.7]))
+    assert Evidence().noise is None and Evidence(relative=True).noise is None  # before the baseline
+
+
 # ---- relative noise ----------------------------------------------------------------------------
 
 
