@@ -101,6 +101,9 @@ def test_no_early_abort_runs_every_candidate_to_the_end(curved, scripted):
     assert replay("--z", "1e6")["discards_aborted"] == 0  # 1e6 σ: about 20000
     held_out = replay("--numbers", "2-2")
     assert (held_out["candidates"], held_out["kept"]) == (1, 1)
+    # read as a run of changes with no effect, the candidates are such runs too
+    as_no_op = replay("--no-op")
+    assert (as_no_op["no_effect_runs"], as_no_op["no_effect_runs_stopped"]) == (4, 2)
 
 
 LOSS = Metric("train_loss", "lower")
@@ -172,6 +175,19 @@ def test_the_machine_or_a_faster_code_does_not_stop_a_candidate_at_equal_work():
     assert stopped(judge(), paced(1, d=0.01)) is None  # slowed by the machine, as good per token
     assert stopped(judge(), paced(3, worse=0.2)) is None  # worse per token, but faster: ahead in time
     assert "at equal tokens" in stopped(judge(), paced(3, worse=0.6))  # not fast enough to make up for it
+
+
+def test_equal_work_has_its_own_higher_bar():
+    judge = lambda **bar: EarlyAbort(LOSS, LOADED, [LOADED], work="tokens", catch_up=0, **bar)  # noqa: E731
+    at_work = judge().gap(5.0, 0.0, WORK)  # the incumbent's mean and spread at 5 tokens
+
+    def slow(sigmas: float) -> dict:  # half the budget, 5 tokens: behind the mean at equal time
+        return {"frac": 0.5, "train_loss": at_work.reference + sigmas * at_work.spread, "tokens": 5.0}
+
+    assert judge().gap(0.5, slow(0)["train_loss"], 0).behind > 0
+    assert judge()(slow(1.75)) is None  # beyond z (1.5), within z_work (2)
+    assert "at equal tokens" in judge()(slow(2.25))
+    assert "at equal tokens" in judge(z_work=1.5)(slow(1.75))
 
 
 def test_a_candidate_learning_less_per_token_is_stopped_on_a_loaded_machine(tmp_path, monkeypatch, scripted):
