@@ -16,6 +16,8 @@ first curve to the early-abort rule as if it arrived live. It reports:
   well (not worse than the incumbent's mean they were judged against). Each is a change with no
   effect; one that ended well and was stopped is the rule's error that keeps would suffer, with
   more trials than a run has keeps (one that ended worse, slowed by the machine, was foreseen).
+  With ``--no-op`` the candidates themselves change nothing (each adds a comment), so every
+  measurement after the baseline is such a trial.
 - both for the rule as the engine has it and for the rule at equal time only (the rule without a
   work count), side by side.
 
@@ -25,15 +27,15 @@ With ``--run-nanochat CORPUS``, it first makes that run: a fresh ``nanochat_bpb`
 CPU preset with the corpus CORPUS (``stdlib``, the offline corpus, or a folder of texts),
 ``mutate`` proposing ``--experiments`` candidates under a ``--budget`` of a few seconds, all run
 to the end (one measurement each with ``--accept strict``, the default here; ``--accept noise``
-re-measures as the engine does by default; three baseline runs). Or analyse an
-existing run with ``--workspace DIR --tag TAG`` (any target with a curve key), under the rule's
-defaults or other settings (``--z``, ``--catch-up``), on all its candidates or on a hold-out part
-(``--numbers``), so a change of the rule is judged on candidates it was not tuned on.
+re-measures as the engine does by default; three baseline runs). Or analyse an existing run
+with ``--workspace DIR --tag TAG`` (any target with a curve key), under the rule's defaults or
+other settings (``--z``, ``--z-work``, ``--catch-up``), on all its candidates or on a hold-out
+part (``--numbers``), so a change of the rule is judged on candidates it was not tuned on.
 
     python bench/early_abort.py --run-nanochat stdlib|DIR [--experiments 24] [--budget 20] [--seed S]
-                                [--accept strict|noise] [--keep WS]
-    python bench/early_abort.py --workspace DIR --tag TAG [--after 0.2] [--z Z] [--catch-up C]
-                                [--numbers A-B] [--json]
+                                [--accept strict|noise] [--no-op] [--keep WS]
+    python bench/early_abort.py --workspace DIR --tag TAG [--after 0.2] [--z Z] [--z-work Z]
+                                [--catch-up C] [--numbers A-B] [--no-op] [--json]
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from autoresearch.history import History
 EXPERIMENTS = 24  # mutate candidates, each run to the end
 BUDGET = 20  # seconds of training per measurement (tiny: the bench must finish in minutes)
 AFTER = 0.2  # the rule's earliest fraction (the engine's default)
+NO_OP = 'echo "# no-op $(date +%s%N)" >> train.py && echo "a comment (no effect)"'
 
 # ---------------------------------------------------------------------------------------------
 # Replaying a run
@@ -74,13 +77,20 @@ def where_stopped(rule: EarlyAbort, curve: list) -> float | None:
 
 
 def replay(
-    rows: list[dict], target, after: float, numbers: range | None = None, work: str | None = None, **settings
+    rows: list[dict],
+    target,
+    after: float,
+    numbers: range | None = None,
+    work: str | None = None,
+    no_op: bool = False,
+    **settings,
 ) -> dict:
     """Every candidate's would-be abort point, with the evidence of the rows before it.
 
     ``numbers``: judge only these experiments (a hold-out part of the run); ``work``: the progress
-    key of the work done, to judge at equal work too (None: at equal time only); ``settings``: the
-    rule's (``z``, ``catch_up``) when not its defaults.
+    key of the work done, to judge at equal work too (None: at equal time only); ``no_op``: the
+    candidates changed nothing, so each is a no-effect run too; ``settings``: the rule's (``z``,
+    ``z_work``, ``catch_up``) when not its defaults.
     """
     evidence = Evidence(relative=target.metric.noise == "relative")
     outcomes, repeats = [], []
@@ -100,6 +110,9 @@ def replay(
         if judged and first:
             judge = rule()
             stopped = where_stopped(judge, first)
+            if no_op:
+                mean = statistics.fmean(evidence.recent_incumbent() or [math.nan])
+                repeats.append((stopped, target.metric.gain(row["samples"][0], mean) >= 0))
             clear = row["status"] == "keep" and clears_the_bar(row, evidence, target.metric)
             outcomes.append({"number": row["number"], "status": row["status"], "stopped_at": stopped,
                              "metric": row["metric"], "throughput": row["throughput"],
@@ -156,7 +169,13 @@ def summarize(outcomes: list[dict]) -> dict:
 
 
 def run_nanochat(
-    corpus: str, experiments: int, budget: float, workspace: Path, seed: int = 0, accept: str = "strict"
+    corpus: str,
+    experiments: int,
+    budget: float,
+    workspace: Path,
+    seed: int = 0,
+    accept: str = "strict",
+    no_op: bool = False,
 ) -> None:
     autoresearch = [sys.executable, "-m", "autoresearch.cli"]
     source = ["-o", f"corpus={corpus}"] if corpus in ("stdlib", "climbmix") else ["--data", corpus]
@@ -175,6 +194,8 @@ def run_nanochat(
     run = ["run", "--agent", "mutate", "--tag", "bench", "--budget", str(budget), "--no-early-abort",
            "--max-experiments", str(experiments), "--accept", accept, "--baseline-runs", "3",
            "--seed", str(seed)]  # fmt: skip
+    if no_op:  # each candidate adds a comment: a change with no effect, measured as one
+        run += ["--agent", "command", "--agent-command", NO_OP]
     subprocess.run([*autoresearch, *run], cwd=workspace, check=True)
 
 
@@ -192,8 +213,11 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=BUDGET)
     parser.add_argument("--seed", type=int, default=0, help="the run's base seed (other candidates)")
     parser.add_argument("--accept", choices=("strict", "noise"), default="strict", help="the run's policy")
+    parser.add_argument("--no-op", action="store_true",
+                        help="candidates change nothing (a comment): each is a no-effect run")  # fmt: skip
     parser.add_argument("--after", type=float, default=AFTER, help="never abort before this fraction")
     parser.add_argument("--z", type=float, help="the rule's noise margin in σ (default: the engine's)")
+    parser.add_argument("--z-work", type=float, help="the margin in σ at equal work (default: the engine's)")
     parser.add_argument("--catch-up", type=float, help="the rule's catch-up share (default: the engine's)")
     parser.add_argument("--numbers", metavar="A-B", help="judge only experiments A to B (a hold-out part)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -202,22 +226,25 @@ def main() -> None:
         workspace = args.workspace
         if args.run_nanochat:
             workspace = args.keep or Path(scratch) / "ws"
-            run_nanochat(args.run_nanochat, args.experiments, args.budget, workspace, args.seed, args.accept)
+            run_nanochat(args.run_nanochat, args.experiments, args.budget, workspace, args.seed, args.accept,
+                         args.no_op)  # fmt: skip
         if workspace is None:
             parser.error("give --run-nanochat CORPUS or --workspace DIR")
         target = load_target(workspace)
         if target.curve is None:
             parser.error(f"target {target.name} names no curve key: nothing to abort on")
         history = History(workspace / ".autoresearch" / "history.db")
-        settings = {k: v for k, v in (("z", args.z), ("catch_up", args.catch_up)) if v is not None}
+        settings = {"z": args.z, "z_work": args.z_work, "catch_up": args.catch_up}
+        settings = {k: v for k, v in settings.items() if v is not None}
         numbers = None
         if args.numbers:
             first, _, last = args.numbers.partition("-")
             numbers = range(int(first), int(last or first) + 1)
         rows = history.experiments(args.tag)
-        result = replay(rows, target, args.after, numbers, target.curve_work, **settings)
+        judge = partial(replay, rows, target, args.after, numbers, no_op=args.no_op, **settings)
+        result = judge(work=target.curve_work)
         if target.curve_work:  # side by side: the rule at equal time only, as without a work count
-            result["at_equal_time_only"] = replay(rows, target, args.after, numbers, None, **settings)
+            result["at_equal_time_only"] = judge(work=None)
     if args.json:
         print(json.dumps(result))
         return
