@@ -216,6 +216,7 @@ def main() -> None:
     parser.add_argument("--no-op", action="store_true",
                         help="candidates change nothing (a comment): each is a no-effect run")  # fmt: skip
     parser.add_argument("--after", type=float, default=AFTER, help="never abort before this fraction")
+    parser.add_argument("--until", type=float, help="never abort after this fraction (default: the engine's)")
     parser.add_argument("--z", type=float, help="the rule's noise margin in σ (default: the engine's)")
     parser.add_argument("--z-work", type=float, help="the margin in σ at equal work (default: the engine's)")
     parser.add_argument("--catch-up", type=float, help="the rule's catch-up share (default: the engine's)")
@@ -234,7 +235,7 @@ def main() -> None:
         if target.curve is None:
             parser.error(f"target {target.name} names no curve key: nothing to abort on")
         history = History(workspace / ".autoresearch" / "history.db")
-        settings = {"z": args.z, "z_work": args.z_work, "catch_up": args.catch_up}
+        settings = {"until": args.until, "z": args.z, "z_work": args.z_work, "catch_up": args.catch_up}
         settings = {k: v for k, v in settings.items() if v is not None}
         numbers = None
         if args.numbers:

@@ -3,15 +3,18 @@
 A curve is the list of ``(frac, value)`` points of one measurement's ``progress:`` lines for the
 target's curve key, or ``(frac, value, work)`` where the target also names a key counting the work
 done so far (nanochat: tokens). At a candidate's progress point at fraction f (never before
-``after``), the incumbent's curves are read at f (linear interpolation), and the candidate is
-stopped when
+``after``, nor after ``until``), the incumbent's curves are read at f (linear interpolation), and
+the candidate is stopped when
 
     behind(f) > max(z · σ(f) · sqrt(1 + 1/n),  catch_up · (incumbent(f) − incumbent(end)))
 
 where behind is how much worse the candidate is than the incumbent's mean at f, σ(f) the spread of
 repeated curves of one commit at f (pooled, as the metric's noise is), n the incumbent's curves,
 and the second term the share of the incumbent's own remaining improvement after f that a
-candidate may still make up (learning curves cross: a larger model starts slower).
+candidate may still make up (learning curves cross: a larger model starts slower). The last tenth
+of the budget is not judged: a stop there saves little, and there the catch-up term is gone, so
+the rule's many looks at the noise margin alone carry most of its stops of a change that would
+have ended as well as the incumbent.
 
 On a busy machine the spread at equal time is mostly the machine's speed, not the code (a slowed
 run has simply trained on less), so with a work count the same test is also made at equal work,
@@ -89,6 +92,7 @@ class EarlyAbort:
         groups: Sequence[Sequence[Curve]],
         *,
         after: float = 0.2,
+        until: float = 0.9,
         z: float = 1.5,
         z_work: float = 2.0,
         catch_up: float = 0.5,
@@ -100,6 +104,7 @@ class EarlyAbort:
         self.incumbent = [c for c in incumbent if c]
         self.groups = groups
         self.after = after
+        self.until = until
         self.z = z
         self.z_work = z_work
         self.catch_up = catch_up
@@ -114,7 +119,7 @@ class EarlyAbort:
         frac = progress["frac"]
         done = progress.get(self.work) if self.work else None
         self.curve.append([frac, value] if done is None else [frac, value, done])
-        if not self.enabled or frac < self.after or self.reason:
+        if not self.enabled or not self.after <= frac <= self.until or self.reason:
             return None
         self.reason = self.verdict(frac, value, done)
         return self.reason

@@ -126,10 +126,13 @@ def test_the_margin_is_noise_aware_and_leaves_room_to_catch_up():
     )
     assert judge({"frac": 0.6, "train_loss": 9.0}) is None  # stopped once; the reason stays
     assert judge.reason.startswith("aborted at 50%") and judge.curve[0] == [0.1, 9.0]
-    # near the end only the noise protects it: 1.5σ·sqrt(1 + 1/3) = 0.017
-    assert EarlyAbort(LOSS, INCUMBENT, [INCUMBENT])({"frac": 1.0, "train_loss": 3.015}) is None
-    assert EarlyAbort(LOSS, INCUMBENT, [INCUMBENT])({"frac": 1.0, "train_loss": 3.02}) is not None
-    assert EarlyAbort(LOSS, INCUMBENT, [INCUMBENT], z=3)({"frac": 1.0, "train_loss": 3.02}) is None
+    # at the end only the noise protects it: 1.5σ·sqrt(1 + 1/3) = 0.017
+    assert EarlyAbort(LOSS, INCUMBENT, [INCUMBENT], until=1)({"frac": 1.0, "train_loss": 3.015}) is None
+    assert EarlyAbort(LOSS, INCUMBENT, [INCUMBENT], until=1)({"frac": 1.0, "train_loss": 3.02}) is not None
+    assert EarlyAbort(LOSS, INCUMBENT, [INCUMBENT], until=1, z=3)({"frac": 1.0, "train_loss": 3.02}) is None
+    # by default the last tenth is not judged: a stop there saves little
+    assert EarlyAbort(LOSS, INCUMBENT, [INCUMBENT])({"frac": 0.95, "train_loss": 9.0}) is None
+    assert EarlyAbort(LOSS, INCUMBENT, [INCUMBENT])({"frac": 0.9, "train_loss": 9.0}) is not None
 
 
 def test_without_repeated_incumbent_curves_nothing_is_aborted():
