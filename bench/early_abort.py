@@ -29,13 +29,14 @@ CPU preset with the corpus CORPUS (``stdlib``, the offline corpus, or a folder o
 to the end (one measurement each with ``--accept strict``, the default here; ``--accept noise``
 re-measures as the engine does by default; three baseline runs). Or analyse an existing run
 with ``--workspace DIR --tag TAG`` (any target with a curve key), under the rule's defaults or
-other settings (``--z``, ``--z-work``, ``--catch-up``), on all its candidates or on a hold-out
-part (``--numbers``), so a change of the rule is judged on candidates it was not tuned on.
+other settings (``--until``, ``--z``, ``--z-work``, ``--catch-up``), on all its candidates or on
+a hold-out part (``--numbers``), so a change of the rule is judged on candidates it was not
+tuned on.
 
     python bench/early_abort.py --run-nanochat stdlib|DIR [--experiments 24] [--budget 20] [--seed S]
                                 [--accept strict|noise] [--no-op] [--keep WS]
-    python bench/early_abort.py --workspace DIR --tag TAG [--after 0.2] [--z Z] [--z-work Z]
-                                [--catch-up C] [--numbers A-B] [--no-op] [--json]
+    python bench/early_abort.py --workspace DIR --tag TAG [--after 0.2] [--until 0.9] [--z Z]
+                                [--z-work Z] [--catch-up C] [--numbers A-B] [--no-op] [--json]
 """
 
 from __future__ import annotations
