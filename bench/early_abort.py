@@ -101,19 +101,18 @@ def replay(
         # each curve meets the rule as it stood before this experiment (its incumbent, its spread)
         rule = partial(EarlyAbort, target.curve, evidence.recent_curves(), evidence.curve_groups, after=after,
                        work=work, **settings)  # fmt: skip
+        well = partial(ended_well, target.metric, evidence.recent_incumbent())
         if judged:  # the incumbent measured again: a change with no effect
-            mean = statistics.fmean(evidence.recent_incumbent() or [math.nan])
             samples = row["incumbent_samples"] or []
             for curve, sample in zip(curves.get("incumbent_samples", []), samples, strict=True):
-                if curve:  # ended well: not worse than the incumbent's mean it was judged against
-                    repeats.append((where_stopped(rule(), curve), target.metric.gain(sample, mean) >= 0))
+                if curve:
+                    repeats.append((where_stopped(rule(), curve), well(sample)))
         first = (curves.get("samples") or [None])[0]
         if judged and first:
             judge = rule()
             stopped = where_stopped(judge, first)
-            if no_op:
-                mean = statistics.fmean(evidence.recent_incumbent() or [math.nan])
-                repeats.append((stopped, target.metric.gain(row["samples"][0], mean) >= 0))
+            if no_op:  # the candidate changed nothing: a no-effect run too
+                repeats.append((stopped, well(row["samples"][0])))
             clear = row["status"] == "keep" and clears_the_bar(row, evidence, target.metric)
             outcomes.append({"number": row["number"], "status": row["status"], "stopped_at": stopped,
                              "metric": row["metric"], "throughput": row["throughput"],
@@ -129,6 +128,11 @@ def replay(
         "no_effect_runs_ending_well_stopped": sum(well and stopped is not None for stopped, well in repeats),
         "throughput_baseline": baseline and round(baseline),
     }
+
+
+def ended_well(metric, incumbent: list[float], sample: float) -> bool:
+    """Whether a no-effect run's sample is not worse than the incumbent's mean it was judged against."""
+    return metric.gain(sample, statistics.fmean(incumbent or [math.nan])) >= 0
 
 
 def clears_the_bar(row: dict, evidence: Evidence, metric) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.abort import WORK, EarlyAbort, curve_noise, value_at
+from autoresearch.abort import FRAC, WORK, EarlyAbort, curve_noise, value_at
 from autoresearch.accept import Evidence
 from autoresearch.history import History
 from autoresearch.target import Metric
@@ -187,7 +187,7 @@ def test_equal_work_has_its_own_higher_bar():
     def slow(sigmas: float) -> dict:  # half the budget, 5 tokens: behind the mean at equal time
         return {"frac": 0.5, "train_loss": at_work.reference + sigmas * at_work.spread, "tokens": 5.0}
 
-    assert judge().gap(0.5, slow(0)["train_loss"], 0).behind > 0
+    assert judge().gap(0.5, slow(0)["train_loss"], FRAC).behind > 0
     assert judge()(slow(1.75)) is None  # beyond z (1.5), within z_work (2)
     assert "at equal tokens" in judge()(slow(2.25))
     assert "at equal tokens" in judge(z_work=1.5)(slow(1.75))
